@@ -1,0 +1,32 @@
+"""vidtr-keras: VidTr ("VidTr: Video Transformer Without Convolutions", ICCV 2021) in Keras 3.
+
+One implementation for TensorFlow, JAX and PyTorch (set KERAS_BACKEND).
+"""
+
+import os
+
+# TensorFlow's oneDNN kernels are off by default on some x86 CPUs (AVX2 without AVX-512), where a
+# Conv3D training step is then ~10^4 times slower. An explicit setting by the user wins.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from vidtr_keras import layers  # noqa: E402
+from vidtr_keras.models import (  # noqa: E402
+    PRESETS,
+    VidTrBackbone,
+    VidTrClassifier,
+    build_model,
+    get_preset,
+    preset_names,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "VidTrBackbone",
+    "VidTrClassifier",
+    "build_model",
+    "get_preset",
+    "layers",
+    "preset_names",
+]

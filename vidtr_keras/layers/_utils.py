@@ -1,0 +1,65 @@
+"""Small helpers shared by the layers: shape checks and linear resizing of parameter grids."""
+
+import numpy as np
+from keras import ops
+
+
+def static_dim(x, axis):
+    """The size of `axis` of `x` as a Python int, or None when it is only known at run time."""
+    dim = x.shape[axis]
+    return None if dim is None else int(dim)
+
+
+def check_rank(name, shape, rank, layout):
+    if len(shape) != rank:
+        raise ValueError(
+            f"{name} expects a rank-{rank} input {layout}, got shape {tuple(shape)} (rank {len(shape)})."
+        )
+
+
+def check_heads(name, width, num_heads):
+    if num_heads <= 0:
+        raise ValueError(f"{name}: num_heads must be positive, got {num_heads}.")
+    if width is not None and width % num_heads != 0:
+        raise ValueError(
+            f"{name}: num_heads={num_heads} does not divide the width {width} "
+            f"({width} / {num_heads} = {width / num_heads:.3f})."
+        )
+
+
+def interpolation_matrix(new_size, old_size):
+    """(new_size, old_size) matrix of 1-D linear interpolation with half-pixel centres.
+
+    The same sampling as `torch.nn.functional.interpolate(mode="linear", align_corners=False)` (no
+    antialiasing when shrinking), so that resized position embeddings match what PyTorch users expect.
+    Equal sizes give the identity exactly.
+    """
+    new_size, old_size = int(new_size), int(old_size)
+    m = np.zeros((new_size, old_size), dtype="float32")
+    if new_size == old_size:
+        np.fill_diagonal(m, 1.0)
+        return m
+    scale = old_size / new_size
+    for i in range(new_size):
+        src = max((i + 0.5) * scale - 0.5, 0.0)
+        lo = min(int(np.floor(src)), old_size - 1)
+        hi = min(lo + 1, old_size - 1)
+        frac = src - lo
+        m[i, lo] += 1.0 - frac
+        m[i, hi] += frac
+    return m
+
+
+def resize_axes(x, old_sizes, new_sizes, first_axis=0):
+    """Linearly resizes consecutive axes of `x` starting at `first_axis` (separable = multi-linear)."""
+    letters = "abcdefghijklmnop"
+    rank = len(x.shape)
+    for offset, (old, new) in enumerate(zip(old_sizes, new_sizes)):
+        if old == new:
+            continue
+        axis = first_axis + offset
+        matrix = ops.convert_to_tensor(interpolation_matrix(new, old), dtype=x.dtype)
+        src = letters[:rank]
+        dst = src[:axis] + "z" + src[axis + 1 :]
+        x = ops.einsum(f"z{src[axis]},{src}->{dst}", matrix, x)
+    return x

@@ -1,0 +1,240 @@
+"""Joint space-time attention (vanilla video transformer) and VidTr's separable attention.
+
+Both hold their weights as the official code does: one input projection producing q, k and v
+(kernel (d, 3d), split in that order) and one output projection (d, d).
+
+Paper: VidTr, ICCV 2021, Eq. (1)-(8).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from vidtr_keras.layers._utils import check_heads, check_rank
+from vidtr_keras.layers.temporal_pooling import TopKStdPooling
+
+SEPARABLE_ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
+
+
+class _ProjectedAttention(keras.layers.Layer):
+    """Shared weights and projections of the attention layers."""
+
+    def __init__(self, num_heads, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.dropout = float(dropout)
+        check_heads(self.name, None, self.num_heads)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if dim is None:
+            raise ValueError(f"{self.name}: the token width must be known, got {input_shape}.")
+        check_heads(self.name, dim, self.num_heads)
+        self.hidden_dim = dim
+        init = keras.initializers.GlorotUniform()
+        self.in_proj_kernel = self.add_weight(shape=(dim, 3 * dim), initializer=init, name="in_proj_kernel")
+        self.in_proj_bias = self.add_weight(shape=(3 * dim,), initializer="zeros", name="in_proj_bias")
+        self.out_proj_kernel = self.add_weight(shape=(dim, dim), initializer=init, name="out_proj_kernel")
+        self.out_proj_bias = self.add_weight(shape=(dim,), initializer="zeros", name="out_proj_bias")
+
+    def _check_width(self, x):
+        if x.shape[-1] != self.hidden_dim:
+            raise ValueError(
+                f"{self.name}: built for width {self.hidden_dim}, got an input of width {x.shape[-1]}."
+            )
+
+    def _split_heads(self, x):
+        shape = ops.shape(x)
+        head_dim = self.hidden_dim // self.num_heads
+        return ops.reshape(x, tuple(shape[:-1]) + (self.num_heads, head_dim))
+
+    def _merge_heads(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, tuple(shape[:-2]) + (self.hidden_dim,))
+
+    def _project_qkv(self, inputs, value_inputs=None):
+        """q, k, v = in_proj(inputs) with heads split off; v from `value_inputs` when given."""
+        d = self.hidden_dim
+        kernel, bias = self.in_proj_kernel, self.in_proj_bias
+        if value_inputs is None:
+            qkv = ops.matmul(inputs, kernel) + bias
+            q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+        else:
+            qk = ops.matmul(inputs, kernel[:, : 2 * d]) + bias[: 2 * d]
+            q, k = qk[..., :d], qk[..., d:]
+            v = ops.matmul(value_inputs, kernel[:, 2 * d :]) + bias[2 * d :]
+        scale = 1.0 / math.sqrt(d // self.num_heads)
+        return self._split_heads(q * scale), self._split_heads(k), self._split_heads(v)
+
+    def _output(self, heads):
+        return ops.matmul(self._merge_heads(heads), self.out_proj_kernel) + self.out_proj_bias
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_heads": self.num_heads, "dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="vidtr_keras")
+class JointAttention(_ProjectedAttention):
+    """Multi-head self-attention over a whole token sequence: the vanilla video transformer's joint
+    space-time attention over 1 + T*S tokens (attention map (T*S+1)^2 per head).
+
+    Args:
+        num_heads: heads; must divide the width.
+        dropout: dropout on the attention probabilities.
+
+    Call arguments:
+        inputs: (batch, tokens, d); queries and keys (and values unless `value_inputs` is given).
+        value_inputs: optional (batch, tokens, d) source of the values. The official vanilla model
+            adds its position embedding to queries and keys only, so it passes the un-embedded
+            normalised tokens here.
+        training: dropout switch.
+
+    Returns:
+        (batch, tokens, d).
+    """
+
+    def call(self, inputs, value_inputs=None, training=None):
+        check_rank(self.name, inputs.shape, 3, "(batch, tokens, dim)")
+        self._check_width(inputs)
+        q, k, v = self._project_qkv(inputs, value_inputs)
+        probs = ops.softmax(ops.einsum("bqhd,bkhd->bhqk", q, k), axis=-1)
+        probs = self.dropout_layer(probs, training=training)
+        return self._output(ops.einsum("bhqk,bkhd->bqhd", probs, v))
+
+    def compute_output_shape(self, inputs_shape, value_inputs_shape=None):
+        return tuple(inputs_shape)
+
+
+@keras.saving.register_keras_serializable(package="vidtr_keras")
+class SeparableAttention(_ProjectedAttention):
+    """VidTr's separable attention on a (frames, patches) token grid, as the official code computes it.
+
+    One shared projection gives q, k, v. With `order="temporal_spatial"` (the paper's MSA_s(MSA_t(.)),
+    Eq. 1): temporal attention over the frames of each spatial column and head,
+    out_t = softmax(q k^T / sqrt(d_head)) v; then spatial attention over the patches of each frame with
+    queries and keys = the SAME q, k (not new projections of out_t) and values = out_t; then out_proj.
+    `order="spatial_temporal"` swaps the two (Table 4b); `"spatial"` (spatial-only baseline) and
+    `"temporal"` run one of them. The grid may include the class-token row and column
+    (VidTr-S/M/L) or not (C-VidTr).
+
+    With `frames_dropped > 0` the temporal attention is pooled by `TopKStdPooling`: only the rows of
+    the T - k most informative query frames are kept (per batch item, spatial column and head), q and k
+    are gathered with the same indices for the spatial step, and the selection is returned so the
+    caller can gather its residual stream per head.
+
+    Args:
+        num_heads: heads; must divide the width.
+        order: one of "temporal_spatial", "spatial_temporal", "spatial", "temporal".
+        frames_dropped: frames removed by std-topK pooling in this layer (0 = none).
+        second_softmax: official second softmax of the kept rows (see `TopKStdPooling`).
+        keep_first: always keep frame row 0 (the class-token row of the grid layout).
+        dropout: dropout on the attention probabilities.
+
+    Call arguments:
+        inputs: (batch, T, S, d) token grid (normalised; position embedding already added).
+        training: dropout switch.
+
+    Returns:
+        outputs (batch, T, S, d) without pooling; with pooling the pair (outputs (batch, T - k, S, d),
+        selection (batch, S, heads, T - k, T)), the one-hot frame selection of every head.
+
+    Example:
+    >>> layer = SeparableAttention(num_heads=4)
+    >>> out = layer(keras.ops.zeros((2, 9, 17, 32)))
+    >>> out.shape
+    (2, 9, 17, 32)
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        order="temporal_spatial",
+        frames_dropped=0,
+        second_softmax=True,
+        keep_first=False,
+        dropout=0.0,
+        **kwargs,
+    ):
+        super().__init__(num_heads, dropout=dropout, **kwargs)
+        if order not in SEPARABLE_ORDERS:
+            raise ValueError(f"order must be one of {SEPARABLE_ORDERS}, got {order!r}.")
+        self.order = order
+        self.frames_dropped = int(frames_dropped)
+        self.second_softmax = bool(second_softmax)
+        self.keep_first = bool(keep_first)
+        if self.frames_dropped and order in ("spatial",):
+            raise ValueError(f"{self.name}: a spatial-only layer has no temporal attention to pool.")
+        self.pooling = (
+            TopKStdPooling(
+                self.frames_dropped,
+                second_softmax=self.second_softmax,
+                keep_first=self.keep_first,
+                dtype=self.dtype_policy,
+                name="std_topk_pooling",
+            )
+            if self.frames_dropped
+            else None
+        )
+
+    def _temporal(self, q, k, v, training):
+        probs = ops.softmax(ops.einsum("btshd,bushd->bshtu", q, k), axis=-1)
+        selection = None
+        if self.pooling is not None:
+            probs, selection = self.pooling(probs)
+        probs = self.dropout_layer(probs, training=training)
+        return ops.einsum("bshtu,bushd->btshd", probs, v), selection
+
+    def _spatial(self, q, k, v, training):
+        probs = ops.softmax(ops.einsum("btshd,btrhd->bthsr", q, k), axis=-1)
+        probs = self.dropout_layer(probs, training=training)
+        return ops.einsum("bthsr,btrhd->btshd", probs, v)
+
+    def call(self, inputs, training=None):
+        check_rank(self.name, inputs.shape, 4, "(batch, frames, patches, dim)")
+        self._check_width(inputs)
+        q, k, v = self._project_qkv(inputs)
+        selection = None
+        if self.order == "temporal_spatial":
+            out, selection = self._temporal(q, k, v, training)
+            if selection is not None:
+                q = gather_frames(q, selection)
+                k = gather_frames(k, selection)
+            out = self._spatial(q, k, out, training)
+        elif self.order == "spatial_temporal":
+            out = self._spatial(q, k, v, training)
+            out, selection = self._temporal(q, k, out, training)
+        elif self.order == "spatial":
+            out = self._spatial(q, k, v, training)
+        else:
+            out, selection = self._temporal(q, k, v, training)
+        out = self._output(out)
+        return out if selection is None else (out, selection)
+
+    def compute_output_shape(self, input_shape):
+        b, t, s, d = input_shape
+        kept = None if t is None else t - self.frames_dropped
+        out = (b, kept, s, d)
+        if not self.frames_dropped:
+            return out
+        return out, (b, s, self.num_heads, kept, t)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "order": self.order,
+                "frames_dropped": self.frames_dropped,
+                "second_softmax": self.second_softmax,
+                "keep_first": self.keep_first,
+            }
+        )
+        return config
+
+
+def gather_frames(heads, selection):
+    """Gathers frames per head: heads (b, T, S, h, dh), selection (b, S, h, K, T) -> (b, K, S, h, dh)."""
+    return ops.einsum("bshjt,btshd->bjshd", ops.cast(selection, heads.dtype), heads)

@@ -1,0 +1,213 @@
+"""The pre-LN VidTr encoder block: x += Attn(LN1(x)); x += MLP(LN2(x)), with optional temporal pooling."""
+
+import keras
+from keras import ops
+
+from vidtr_keras.layers._utils import check_rank
+from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
+from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
+
+ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
+POOLING_TYPES = ("std_topk", "average", "conv")
+POSITION_TARGETS = ("qkv", "qk")
+
+
+@keras.saving.register_keras_serializable(package="vidtr_keras")
+class VidTrEncoderBlock(keras.layers.Layer):
+    """One pre-LN transformer layer of VidTr (the official `TransformerEncoderLayer` with
+    `normalize_before=True`): x = x + Dropout(Attn(LN1(x) [+ pos])); x = x + MLP(LN2(x)).
+
+    Args:
+        num_heads: attention heads.
+        mlp_dim: hidden width of the MLP.
+        attention: "joint" (tokens (batch, N, d)) or a separable order, "temporal_spatial" (VidTr),
+            "spatial_temporal", "spatial" or "temporal" (token grid (batch, T, S, d)).
+        frames_dropped: frames this layer removes (separable attention only).
+        pooling: how: "std_topk" (inside the temporal attention, per head, as C-VidTr), "average" or
+            "conv" (Table 4d alternatives, applied to the token grid after the attention).
+        second_softmax: std-topK's official second softmax.
+        keep_first: pooling always keeps frame row 0 (grid layout with a class-token row).
+        position_embedding_target: where a given position embedding goes: "qkv" (added to the
+            normalised input, as the separable models do) or "qk" (queries and keys only, as the
+            official vanilla model does).
+        mlp_activation: "relu" (released code) or "gelu" (ViT), or any Keras activation name.
+        dropout: dropout after the attention, inside and after the MLP.
+        attention_dropout: dropout on the attention probabilities.
+        layer_norm_epsilon: LayerNorm epsilon (1e-5, PyTorch's default, in the official code).
+
+    Call arguments:
+        tokens: (batch, N, d) for joint attention, (batch, T, S, d) for separable attention.
+        position_embedding: optional embedding added in this layer (broadcastable to `tokens`; with
+            `class_token`, the single-layout (1, 1 + T*S, d) embedding of class token and patches).
+        class_token: optional (batch, 1, d) class token that bypasses separable attention (C-VidTr):
+            its attention output is its own normalised input (plus position embedding), it goes
+            through the residual and the MLP like any token.
+        training: dropout switch.
+
+    Returns:
+        tokens (frames reduced by pooling), or (tokens, class_token) when a class token was given.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        mlp_dim,
+        attention="temporal_spatial",
+        frames_dropped=0,
+        pooling="std_topk",
+        second_softmax=True,
+        keep_first=False,
+        position_embedding_target="qkv",
+        mlp_activation="relu",
+        dropout=0.1,
+        attention_dropout=0.1,
+        layer_norm_epsilon=1e-5,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if attention not in ATTENTION_TYPES:
+            raise ValueError(f"attention must be one of {ATTENTION_TYPES}, got {attention!r}.")
+        if pooling not in POOLING_TYPES:
+            raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
+        if position_embedding_target not in POSITION_TARGETS:
+            raise ValueError(
+                f"position_embedding_target must be one of {POSITION_TARGETS}, "
+                f"got {position_embedding_target!r}."
+            )
+        if attention == "joint" and frames_dropped:
+            raise ValueError("Temporal pooling needs separable attention; joint attention has no frame axis.")
+        self.num_heads = int(num_heads)
+        self.mlp_dim = int(mlp_dim)
+        self.attention = attention
+        self.frames_dropped = int(frames_dropped)
+        self.pooling = pooling
+        self.second_softmax = bool(second_softmax)
+        self.keep_first = bool(keep_first)
+        self.position_embedding_target = position_embedding_target
+        self.mlp_activation = mlp_activation
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1")
+        self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm2")
+        if attention == "joint":
+            self.attn = JointAttention(self.num_heads, dropout=self.attention_dropout, dtype=policy, name="attention")
+        else:
+            self.attn = SeparableAttention(
+                self.num_heads,
+                order=attention,
+                frames_dropped=self.frames_dropped if pooling == "std_topk" else 0,
+                second_softmax=self.second_softmax,
+                keep_first=self.keep_first,
+                dropout=self.attention_dropout,
+                dtype=policy,
+                name="attention",
+            )
+        self.token_pooling = None
+        if self.frames_dropped and pooling != "std_topk":
+            cls = TemporalAveragePooling if pooling == "average" else TemporalConvPooling
+            self.token_pooling = cls(self.frames_dropped, keep_first=self.keep_first, dtype=policy, name="pooling")
+        self.mlp_dense1 = keras.layers.Dense(self.mlp_dim, activation=mlp_activation, dtype=policy, name="mlp_dense1")
+        self.attn_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.mlp_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.out_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+
+    def _check_tokens(self, shape):
+        if self.attention == "joint":
+            check_rank(self.name, shape, 3, "(batch, tokens, dim) for joint attention")
+        else:
+            check_rank(self.name, shape, 4, "(batch, frames, patches, dim) for separable attention")
+
+    def build(self, tokens_shape):
+        self._check_tokens(tokens_shape)
+        dim = tokens_shape[-1]
+        if dim is None:
+            raise ValueError(f"{self.name}: the token width must be known, got {tokens_shape}.")
+        # The MLP's output width is the token width, known only here.
+        self.mlp_dense2 = keras.layers.Dense(dim, dtype=self.dtype_policy, name="mlp_dense2")
+        self.norm1.build(tokens_shape)
+        self.norm2.build(tokens_shape)
+        self.attn.build(tokens_shape)
+        if self.token_pooling is not None:
+            self.token_pooling.build(tokens_shape)
+        self.mlp_dense1.build(tuple(tokens_shape[:-1]) + (dim,))
+        self.mlp_dense2.build(tuple(tokens_shape[:-1]) + (self.mlp_dim,))
+
+    def _mlp(self, x, training):
+        h = self.mlp_dense1(self.norm2(x))
+        h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
+        return x + self.out_dropout_layer(h, training=training)
+
+    def call(self, tokens, position_embedding=None, class_token=None, training=None):
+        self._check_tokens(tokens.shape)
+        if class_token is not None and self.attention == "joint":
+            raise ValueError(f"{self.name}: a bypassing class_token is only for separable attention.")
+        y = self.norm1(tokens)
+        class_pos = None
+        if position_embedding is not None:
+            pos = ops.cast(position_embedding, y.dtype)
+            if class_token is not None:
+                shape = ops.shape(tokens)
+                class_pos = pos[:, :1]
+                pos = ops.reshape(pos[:, 1:], (1, shape[1], shape[2], shape[3]))
+        if self.attention == "joint":
+            if position_embedding is None:
+                out = self.attn(y, training=training)
+            elif self.position_embedding_target == "qk":
+                out = self.attn(y + pos, value_inputs=y, training=training)
+            else:
+                out = self.attn(y + pos, training=training)
+        else:
+            out = self.attn(y if position_embedding is None else y + pos, training=training)
+            if isinstance(out, (tuple, list)):
+                out, selection = out
+                # The residual stream keeps, in each head's channels, the frames that head kept.
+                shape = ops.shape(tokens)
+                heads = ops.reshape(tokens, (shape[0], shape[1], shape[2], self.num_heads, -1))
+                heads = gather_frames(heads, selection)
+                tokens = ops.reshape(heads, (shape[0], -1, shape[2], shape[3]))
+        tokens = tokens + self.attn_dropout_layer(out, training=training)
+        if self.token_pooling is not None:
+            tokens = self.token_pooling(tokens)
+        tokens = self._mlp(tokens, training)
+        if class_token is None:
+            return tokens
+        # C-VidTr: the class token skips the separable attention; its "attention output" is its own
+        # normalised input (plus its position embedding), without out_proj.
+        c = self.norm1(class_token)
+        if class_pos is not None:
+            c = c + class_pos
+        class_token = class_token + self.attn_dropout_layer(c, training=training)
+        return tokens, self._mlp(class_token, training)
+
+    def compute_output_shape(self, tokens_shape, position_embedding_shape=None, class_token_shape=None):
+        self._check_tokens(tokens_shape)
+        shape = tuple(tokens_shape)
+        if self.frames_dropped:
+            t = shape[1]
+            shape = (shape[0], None if t is None else t - self.frames_dropped) + shape[2:]
+        if class_token_shape is None:
+            return shape
+        return shape, tuple(class_token_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "attention": self.attention,
+                "frames_dropped": self.frames_dropped,
+                "pooling": self.pooling,
+                "second_softmax": self.second_softmax,
+                "keep_first": self.keep_first,
+                "position_embedding_target": self.position_embedding_target,
+                "mlp_activation": self.mlp_activation,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
