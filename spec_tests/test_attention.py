@@ -1,0 +1,155 @@
+"""Joint and separable attention against the numpy oracle, degenerate equalities and symmetries."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import oracle
+from conftest import to_numpy
+from strategies import attention_params, heads_and_width, seeds, set_attention_weights
+from vidtr_keras.layers import JointAttention, SeparableAttention
+
+ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
+
+
+def _separable(heads, d, params, **kwargs):
+    layer = SeparableAttention(heads, **kwargs)
+    layer.build((None, None, None, d))
+    set_attention_weights(layer, params)
+    return layer
+
+
+@given(hw=heads_and_width, b=st.integers(1, 2), n=st.integers(1, 12), seed=seeds, qk_only=st.booleans())
+def test_joint_attention_matches_oracle(hw, b, n, seed, qk_only):
+    heads, d = hw
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(b, n, d)).astype("float32")
+    v = rng.normal(size=(b, n, d)).astype("float32") if qk_only else None
+    layer = JointAttention(heads)
+    layer.build((None, None, d))
+    set_attention_weights(layer, p)
+    got = to_numpy(layer(x, value_inputs=v))
+    np.testing.assert_allclose(got, oracle.joint_attention(x.astype("float64"), p, heads, v), atol=2e-4, rtol=1e-4)
+
+
+@given(
+    hw=heads_and_width,
+    b=st.integers(1, 2),
+    t=st.integers(1, 6),
+    s=st.integers(1, 6),
+    order=st.sampled_from(ORDERS),
+    drop=st.integers(0, 5),
+    second_softmax=st.booleans(),
+    keep_first=st.booleans(),
+    seed=seeds,
+)
+def test_separable_attention_matches_oracle(hw, b, t, s, order, drop, second_softmax, keep_first, seed):
+    heads, d = hw
+    if order == "spatial":
+        drop = 0
+    drop = min(drop, t - 1 - int(keep_first)) if t - 1 - int(keep_first) > 0 else 0
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(b, t, s, d)).astype("float32")
+    layer = _separable(heads, d, p, order=order, frames_dropped=drop, second_softmax=second_softmax,
+                       keep_first=keep_first)
+    got = layer(x)
+    want, idx = oracle.separable_attention(x.astype("float64"), p, heads, order, drop, second_softmax, keep_first)
+    if drop:
+        got, sel = got
+        sel = to_numpy(sel)
+        assert sel.shape == (b, s, heads, t - drop, t)
+        np.testing.assert_array_equal(sel.argmax(-1), idx)
+    np.testing.assert_allclose(to_numpy(got), want, atol=2e-4, rtol=1e-4)
+
+
+@given(hw=heads_and_width, b=st.integers(1, 2), s=st.integers(1, 7), seed=seeds)
+def test_one_frame_separable_equals_spatial(hw, b, s, seed):
+    heads, d = hw
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(b, 1, s, d)).astype("float32")
+    sep = _separable(heads, d, p, order="temporal_spatial")
+    spatial = _separable(heads, d, p, order="spatial")
+    np.testing.assert_allclose(to_numpy(sep(x)), to_numpy(spatial(x)), atol=1e-5)
+
+
+@given(hw=heads_and_width, b=st.integers(1, 2), t=st.integers(1, 7), seed=seeds)
+def test_one_patch_separable_equals_temporal(hw, b, t, seed):
+    heads, d = hw
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(b, t, 1, d)).astype("float32")
+    sep = _separable(heads, d, p, order="temporal_spatial")
+    temporal = _separable(heads, d, p, order="temporal")
+    np.testing.assert_allclose(to_numpy(sep(x)), to_numpy(temporal(x)), atol=1e-5)
+
+
+def _mha_from(p, heads, d, attention_axes):
+    mha = keras.layers.MultiHeadAttention(heads, d // heads, attention_axes=attention_axes)
+    return mha
+
+
+def _load_mha(mha, p, heads, d):
+    dh = d // heads
+    w, bias = p["in_proj_weight"], p["in_proj_bias"]
+    for i, dense in enumerate((mha._query_dense, mha._key_dense, mha._value_dense)):
+        dense.kernel.assign(w[i * d : (i + 1) * d].T.reshape(d, heads, dh).astype("float32"))
+        dense.bias.assign(bias[i * d : (i + 1) * d].reshape(heads, dh).astype("float32"))
+    mha._output_dense.kernel.assign(p["out_proj_weight"].T.reshape(heads, dh, d).astype("float32"))
+    mha._output_dense.bias.assign(p["out_proj_bias"].astype("float32"))
+
+
+@pytest.mark.parametrize("order,axes", [("spatial", (2,)), ("temporal", (1,))])
+@given(hw=heads_and_width, t=st.integers(1, 5), s=st.integers(1, 5), seed=seeds)
+def test_single_axis_modes_equal_keras_multi_head_attention(order, axes, hw, t, s, seed):
+    heads, d = hw
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(2, t, s, d)).astype("float32")
+    mha = _mha_from(p, heads, d, axes)
+    mha(x, x)
+    _load_mha(mha, p, heads, d)
+    ours = _separable(heads, d, p, order=order)
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(mha(x, x)), atol=1e-4)
+
+
+@given(hw=heads_and_width, n=st.integers(1, 10), seed=seeds)
+def test_joint_attention_equals_keras_multi_head_attention(hw, n, seed):
+    heads, d = hw
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(2, n, d)).astype("float32")
+    mha = _mha_from(p, heads, d, None)
+    mha(x, x)
+    _load_mha(mha, p, heads, d)
+    ours = JointAttention(heads)
+    ours.build((None, None, d))
+    set_attention_weights(ours, p)
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(mha(x, x)), atol=1e-4)
+
+
+@given(hw=heads_and_width, t=st.integers(2, 6), s=st.integers(1, 5), order=st.sampled_from(ORDERS), data=st.data())
+def test_permuting_frames_permutes_per_frame_outputs(hw, t, s, order, data):
+    heads, d = hw
+    seed = data.draw(seeds)
+    perm = np.array(data.draw(st.permutations(range(t))))
+    rng = np.random.default_rng(seed)
+    p = attention_params(rng, d)
+    x = rng.normal(size=(2, t, s, d)).astype("float32")
+    layer = _separable(heads, d, p, order=order)
+    np.testing.assert_allclose(to_numpy(layer(x[:, perm])), to_numpy(layer(x))[:, perm], atol=1e-5)
+
+
+def test_separable_attention_symbolic_shapes_and_pooling_output():
+    x = keras.Input((None, 5, 16))
+    out, sel = SeparableAttention(4, frames_dropped=2)(x)
+    assert tuple(out.shape) == (None, None, 5, 16)
+    assert tuple(sel.shape) == (None, 5, 4, None, None)
+    y = keras.Input((6, None, 16), batch_size=3)
+    out, sel = SeparableAttention(2, frames_dropped=2)(y)
+    assert tuple(out.shape) == (3, 4, None, 16)
+    assert tuple(sel.shape) == (3, None, 2, 4, 6)
