@@ -233,6 +233,8 @@ def official_forward(sd, config, clip_bcthw):
                 if x.ndim == 4:
                     x = np.concatenate([cls, x.reshape(b, -1, d)], axis=1)
                 x = encoder_block(x, p, heads, "joint")
+        if x.ndim == 4:  # no joint layer after the last pooling layer: the class token is still apart
+            x = np.concatenate([cls, x.reshape(b, -1, d)], axis=1)
         x = layer_norm(x, sd["encoder.norm.weight"], sd["encoder.norm.bias"])
         return linear(x[:, 0], sd["fc.weight"], sd["fc.bias"])
     # VidTr-S/M/L: (T+1) x (S+1) grid

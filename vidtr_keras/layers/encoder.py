@@ -25,6 +25,8 @@ class VidTrEncoderBlock(keras.layers.Layer):
         frames_dropped: frames this layer removes (separable attention only).
         pooling: how: "std_topk" (inside the temporal attention, per head, as C-VidTr), "average" or
             "conv" (Table 4d alternatives, applied to the token grid after the attention).
+        input_frames: frame rows this layer receives; needed only by "conv" pooling, whose stride
+            is input_frames / (input_frames - frames_dropped).
         second_softmax: std-topK's official second softmax.
         keep_first: pooling always keeps frame row 0 (grid layout with a class-token row).
         position_embedding_target: where a given position embedding goes: "qkv" (added to the
@@ -55,6 +57,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         attention="temporal_spatial",
         frames_dropped=0,
         pooling="std_topk",
+        input_frames=None,
         second_softmax=True,
         keep_first=False,
         position_embedding_target="qkv",
@@ -81,6 +84,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.attention = attention
         self.frames_dropped = int(frames_dropped)
         self.pooling = pooling
+        self.input_frames = None if input_frames is None else int(input_frames)
         self.second_softmax = bool(second_softmax)
         self.keep_first = bool(keep_first)
         self.position_embedding_target = position_embedding_target
@@ -106,9 +110,20 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 name="attention",
             )
         self.token_pooling = None
-        if self.frames_dropped and pooling != "std_topk":
-            cls = TemporalAveragePooling if pooling == "average" else TemporalConvPooling
-            self.token_pooling = cls(self.frames_dropped, keep_first=self.keep_first, dtype=policy, name="pooling")
+        if self.frames_dropped and pooling == "average":
+            self.token_pooling = TemporalAveragePooling(
+                self.frames_dropped, keep_first=self.keep_first, dtype=policy, name="pooling"
+            )
+        elif self.frames_dropped and pooling == "conv":
+            n = None if self.input_frames is None else self.input_frames - int(self.keep_first)
+            if n is None or n % (n - self.frames_dropped):
+                raise ValueError(
+                    f"Convolutional pooling needs input_frames with (frames - dropped) dividing the frame "
+                    f"count (a strided convolution), got input_frames={input_frames}, frames_dropped={frames_dropped}."
+                )
+            self.token_pooling = TemporalConvPooling(
+                n // (n - self.frames_dropped), keep_first=self.keep_first, dtype=policy, name="pooling"
+            )
         self.mlp_dense1 = keras.layers.Dense(self.mlp_dim, activation=mlp_activation, dtype=policy, name="mlp_dense1")
         self.attn_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.mlp_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
@@ -185,7 +200,9 @@ class VidTrEncoderBlock(keras.layers.Layer):
     def compute_output_shape(self, tokens_shape, position_embedding_shape=None, class_token_shape=None):
         self._check_tokens(tokens_shape)
         shape = tuple(tokens_shape)
-        if self.frames_dropped:
+        if self.token_pooling is not None and self.pooling == "conv":
+            shape = self.token_pooling.compute_output_shape(shape)
+        elif self.frames_dropped:
             t = shape[1]
             shape = (shape[0], None if t is None else t - self.frames_dropped) + shape[2:]
         if class_token_shape is None:
@@ -201,6 +218,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 "attention": self.attention,
                 "frames_dropped": self.frames_dropped,
                 "pooling": self.pooling,
+                "input_frames": self.input_frames,
                 "second_softmax": self.second_softmax,
                 "keep_first": self.keep_first,
                 "position_embedding_target": self.position_embedding_target,

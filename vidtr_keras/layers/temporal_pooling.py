@@ -81,6 +81,8 @@ class TopKStdPooling(keras.layers.Layer):
     Call arguments:
         probs: (..., T, T) attention probabilities.
 
+    With `frames_dropped=0` it is the identity (probabilities unchanged, identity selection).
+
     Returns:
         (pooled, selection): pooled (..., T - k, T) rows to multiply with the values, and the
         (..., T - k, T) one-hot selection to gather anything else (queries, keys, the residual).
@@ -98,6 +100,9 @@ class TopKStdPooling(keras.layers.Layer):
         if len(probs.shape) < 2 or probs.shape[-2] != probs.shape[-1]:
             raise ValueError(f"{self.name}: expects square (..., T, T) attention, got {probs.shape}.")
         _check_drop(self.name, frames, self.frames_dropped, self.keep_first)
+        if self.frames_dropped == 0:  # nothing dropped: no selection and no second softmax
+            eye = ops.eye(frames, dtype=probs.dtype)
+            return probs, ops.broadcast_to(eye, ops.shape(probs))
         num_kept = frames - self.frames_dropped
         sel = ops.cast(
             std_topk_selection(row_variance(probs), num_kept, self.keep_first), probs.dtype
@@ -176,36 +181,27 @@ class TemporalAveragePooling(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class TemporalConvPooling(keras.layers.Layer):
     """Table 4d's strided 1-D convolution over time: a learned Conv1D along frames (shared over spatial
-    locations) with kernel = stride = T / (T - k), so it needs T - k to divide T (8 -> 4: stride 2).
+    locations) with kernel = stride, so T frames become T / stride (8 -> 4 with stride 2).
+
+    Args:
+        stride: temporal stride (and kernel size); must divide the frame count.
+        keep_first: pass frame row 0 (the class-token row of the grid layout) through untouched.
 
     Call arguments:
         tokens: (batch, T, S, d).
     Returns:
-        (batch, T - frames_dropped, S, d).
+        (batch, T / stride, S, d).
     """
 
-    def __init__(self, frames_dropped, keep_first=False, **kwargs):
+    def __init__(self, stride=2, keep_first=False, **kwargs):
         super().__init__(**kwargs)
-        self.frames_dropped = int(frames_dropped)
+        self.stride = int(stride)
         self.keep_first = bool(keep_first)
-        _check_drop(self.name, None, self.frames_dropped, self.keep_first)
-
-    def _stride(self, frames):
-        n = frames - (1 if self.keep_first else 0)
-        _check_drop(self.name, frames, self.frames_dropped, self.keep_first)
-        kept = n - self.frames_dropped
-        if n % kept != 0:
-            raise ValueError(
-                f"{self.name}: a strided convolution cannot take {n} frames to {kept}; "
-                f"the kept count must divide the frame count."
-            )
-        return n // kept
+        if self.stride < 1:
+            raise ValueError(f"{self.name}: stride must be >= 1, got {stride}.")
 
     def build(self, input_shape):
         check_rank(self.name, input_shape, 4, "(batch, frames, patches, dim)")
-        if input_shape[1] is None:
-            raise ValueError(f"{self.name}: needs a known frame count to choose its stride.")
-        self.stride = self._stride(input_shape[1])
         self.conv = keras.layers.Conv2D(
             input_shape[-1],
             kernel_size=(self.stride, 1),
@@ -213,22 +209,29 @@ class TemporalConvPooling(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="conv",
         )
-        body_shape = (input_shape[0], input_shape[1] - (1 if self.keep_first else 0)) + tuple(input_shape[2:])
-        self.conv.build(body_shape)
+        self.conv.build((None, None, None, input_shape[-1]))
 
     def call(self, tokens):
+        check_rank(self.name, tokens.shape, 4, "(batch, frames, patches, dim)")
         frames = static_dim(tokens, 1)
-        if frames is not None and self._stride(frames) != self.stride:
-            raise ValueError(f"{self.name}: built for stride {self.stride}, got {frames} frames.")
+        n = None if frames is None else frames - (1 if self.keep_first else 0)
+        if n is not None and n % self.stride != 0:
+            raise ValueError(
+                f"{self.name}: a stride-{self.stride} convolution cannot take {n} frames to {n / self.stride:g}; "
+                f"the stride must divide the frame count."
+            )
         if self.keep_first:
             return ops.concatenate([tokens[:, :1], self.conv(tokens[:, 1:])], axis=1)
         return self.conv(tokens)
 
     def compute_output_shape(self, input_shape):
         t = input_shape[1]
-        return (input_shape[0], None if t is None else t - self.frames_dropped) + tuple(input_shape[2:])
+        if t is not None:
+            first = 1 if self.keep_first else 0
+            t = first + (t - first) // self.stride
+        return (input_shape[0], t) + tuple(input_shape[2:])
 
     def get_config(self):
         config = super().get_config()
-        config.update({"frames_dropped": self.frames_dropped, "keep_first": self.keep_first})
+        config.update({"stride": self.stride, "keep_first": self.keep_first})
         return config

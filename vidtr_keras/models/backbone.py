@@ -176,6 +176,7 @@ class VidTrBackbone(keras.Model):
         else:
             cls = class_tokens(patches)
             x = FlattenPatches(dtype=dtype, name="flatten_patches")(patches)
+        rows = token_frames + (1 if class_token_layout == "grid" else 0)
         for i, (kind, dropped) in enumerate(plan):
             if kind == "joint" and cls is not None:
                 x = JoinClassToken(dtype=dtype, name="join_class_token")(cls, x)
@@ -186,6 +187,7 @@ class VidTrBackbone(keras.Model):
                 attention=kind,
                 frames_dropped=dropped,
                 pooling=pooling,
+                input_frames=rows if kind != "joint" else None,
                 second_softmax=second_softmax,
                 keep_first=class_token_layout == "grid",
                 position_embedding_target="qk" if attention == "joint" else "qkv",
@@ -201,6 +203,7 @@ class VidTrBackbone(keras.Model):
                 x, cls = block(x, position_embedding=pos if use_pos else None, class_token=cls)
             else:
                 x = block(x, position_embedding=pos if use_pos else None)
+            rows -= dropped
         if cls is not None:  # the class token only bypassed separable layers: read it out anyway
             x = JoinClassToken(dtype=dtype, name="join_class_token")(cls, x)
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm")(x)
