@@ -3,6 +3,7 @@
     vidtr demo [PRESET]           build a preset, print its summary, run a clip through it
     vidtr presets                 list the presets
     vidtr convert CKPT --config C --output FILE   official checkpoint -> .keras / .weights.h5
+    vidtr inflate VIT --preset P --output FILE    ImageNet ViT weights -> a VidTr preset
 """
 
 import argparse
@@ -88,14 +89,12 @@ def cmd_convert(args):
         try:
             config = json.loads(config)
         except json.JSONDecodeError:
-            console.print(
-                f"[red]--config {args.config!r} is neither a JSON file, a JSON string nor a released model "
-                f"({', '.join(gluonmm.RELEASED_CONFIGS)}).[/red]"
+            raise ValueError(
+                f"--config {args.config!r} is neither a JSON file, a JSON string nor a released model "
+                f"({', '.join(gluonmm.RELEASED_CONFIGS)})."
             )
-            return 2
     if not (args.output.endswith(".keras") or args.output.endswith(".weights.h5")):
-        console.print("[red]--output must end in .keras or .weights.h5[/red]")
-        return 2
+        raise ValueError(f"--output must end in .keras or .weights.h5, got {args.output!r}.")
     with console.status(f"reading {args.checkpoint}"):
         state_dict = gluonmm.load_checkpoint(args.checkpoint)
     image_size = tuple(args.image_size) if args.image_size else None
@@ -131,6 +130,10 @@ def build_parser():
     p.add_argument("--output", required=True)
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.set_defaults(func=cmd_convert)
+
+    from vidtr_keras.convert.vit import add_inflate_command
+
+    add_inflate_command(sub)
     return parser
 
 
@@ -139,7 +142,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, ImportError) as err:
-        _console().print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        _console().print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
 
 

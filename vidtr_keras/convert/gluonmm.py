@@ -73,8 +73,8 @@ def _class_of(config):
 
 
 def _grid_side(num_patches, what):
-    side = int(round(math.sqrt(num_patches)))
-    if side * side != num_patches:
+    side = int(round(math.sqrt(max(num_patches, 0))))
+    if num_patches <= 0 or side * side != num_patches:
         raise ValueError(
             f"{what}: {num_patches} patches per frame is not a square grid; pass image_size=(h, w)."
         )
@@ -138,7 +138,12 @@ def backbone_config(config, state_dict=None, image_size=None):
                 s = n // (token_frames + 1) - 1
             else:
                 s = (n - 1) // token_frames
-            side = _grid_side(s, "pos_embedding")
+            what = (
+                f"pos_embedding of shape {tuple(np.shape(state_dict['pos_embedding']))} does not fit the "
+                f"official {cls} config (temporal_size={frames}, {out['class_token_layout']} class-token "
+                f"layout; is the checkpoint for another model?)"
+            )
+            side = _grid_side(s, what) if s > 0 else _grid_side(-1, what)
             image_size = (side * patch[1], side * patch[2])
     out["image_size"] = image_size
     return out

@@ -15,6 +15,22 @@ from vidtr_keras.layers.embedding import (
 from vidtr_keras.layers.encoder import ATTENTION_TYPES, POOLING_TYPES, VidTrEncoderBlock
 
 
+def check_clips(inputs, channels, name):
+    """A clear error for clips that are not (batch, frames, height, width, channels)."""
+    shape = getattr(inputs, "shape", None)
+    if shape is None or isinstance(inputs, dict):
+        return
+    shape = tuple(shape)
+    layout = f"(batch, frames, height, width, {channels}) clips, channels last"
+    if len(shape) != 5:
+        raise ValueError(f"{name} expects {layout}; got shape {shape} (rank {len(shape)}).")
+    if shape[-1] is not None and shape[-1] != channels:
+        hint = ""
+        if shape[1] == channels:
+            hint = " It looks channels-first (batch, channels, frames, height, width): transpose it to (0, 2, 3, 4, 1)."
+        raise ValueError(f"{name} expects {layout}; got {shape[-1]} channels in shape {shape}.{hint}")
+
+
 def layer_plan(
     num_layers,
     attention,
@@ -238,6 +254,10 @@ class VidTrBackbone(keras.Model):
         self.grid_size = grid_size
         self.token_frames = token_frames
         self.layer_plan = plan
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_clips(inputs, self.num_channels, self.name)
+        return super().__call__(inputs, *args, **kwargs)
 
     def frames_after_each_layer(self, frames=None):
         """Temporal tokens left after each encoder layer for a clip of `frames` frames."""

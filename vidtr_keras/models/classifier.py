@@ -2,7 +2,7 @@
 
 import keras
 
-from vidtr_keras.models.backbone import VidTrBackbone
+from vidtr_keras.models.backbone import VidTrBackbone, check_clips
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -32,6 +32,10 @@ class VidTrClassifier(keras.Model):
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.dropout = float(dropout)
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_clips(inputs, self.backbone.num_channels, self.name)
+        return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
         return {
