@@ -56,9 +56,17 @@ def cmd_demo(args):
     backbone = model.backbone
     frames = args.frames or backbone.num_frames
     size = args.image_size or backbone.image_size[0]
+    kinds = [kind + (f" + std-topK drop {k}" if k else "") for kind, k in backbone.layer_plan]
+    runs = []
+    for kind in kinds:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
     console.print(
-        f"layers: {[kind + (f' (drop {k})' if k else '') for kind, k in backbone.layer_plan]}\n"
-        f"temporal tokens after each layer: {backbone.frames_after_each_layer(frames)}"
+        "encoder layers: " + ", ".join(f"{n} x {kind}" for kind, n in runs) + "\n"
+        f"temporal tokens after each layer: {backbone.frames_after_each_layer(frames)}",
+        highlight=False,
     )
     rng = np.random.default_rng(args.seed)
     clip = rng.standard_normal((args.batch, frames, size, size, backbone.num_channels)).astype("float32")
