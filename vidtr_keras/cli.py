@@ -4,6 +4,10 @@
     vidtr presets                 list the presets
     vidtr convert CKPT --config C --output FILE   official checkpoint -> .keras / .weights.h5
     vidtr inflate VIT --preset P --output FILE    ImageNet ViT weights -> a VidTr preset
+    vidtr predict VIDEO --model M                 top-5 classes of one video (10x3 views averaged)
+    vidtr evaluate --model M --annotations F --root DIR [--report out.json]
+    vidtr train --model M --train F --val F --root DIR --epochs N [--resume]
+    vidtr make-demo-data DIR                      a folder of synthetic videos with annotation lists
 """
 
 import argparse
@@ -142,6 +146,10 @@ def build_parser():
     from vidtr_keras.convert.vit import add_inflate_command
 
     add_inflate_command(sub)
+
+    from vidtr_keras.tasks import add_data_commands
+
+    add_data_commands(sub)
     return parser
 
 

@@ -1,0 +1,364 @@
+"""The `vidtr` data commands end to end on tiny models and synthetic videos: make-demo-data, predict,
+evaluate (30 views, clip and video level, failures reported), train (released recipe, checkpoint per
+epoch, exact `--resume` after a kill, a bad list stops it before its first step), fine-tuning from
+converted weights, and data-parallel training on two virtual JAX devices.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from unittest import mock
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from conftest import BACKEND, GLUONMM, to_numpy
+from vidtr_keras import build_model, cli, data, tasks
+from vidtr_keras.data import synthetic
+
+# One JAX compilation per test model instead of one per run: eager JAX caches its primitives.
+JIT = "off" if BACKEND == "jax" else "auto"
+
+
+def _parser_with_data_commands(original=cli.build_parser):
+    parser = original()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "train" not in sub.choices:  # until cli.py registers them itself
+        tasks.add_data_commands(sub)
+    return parser
+
+
+def vidtr(*argv):
+    """Runs `vidtr ARGV` through `vidtr_keras.cli.main` (errors -> exit code 2 and a message)."""
+    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
+        return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px, lossless .avi."""
+    root = tmp_path_factory.mktemp("demo")
+    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
+        code = cli.main(
+            ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
+        )
+    assert code == 0
+    return root
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def weights_of(path):
+    return [to_numpy(v) for v in keras.saving.load_model(path, compile=False).weights]
+
+
+# --------------------------------------------------------------------------------------------------
+# make-demo-data, predict, evaluate
+
+
+def test_make_demo_data_writes_lists_the_official_loader_reads(demo):
+    names = data.read_class_names(demo / "classes.txt")
+    assert names == ["moving_right", "moving_down", "moving_left", "moving_up"]
+    train = data.read_annotations(demo / "train.txt", class_names=names)
+    val = data.read_annotations(demo / "val.txt", class_names=names)
+    assert (len(train), len(val), train.problems, val.problems) == (8, 4, [], [])
+    for record in train.records + val.records:
+        reader = data.VideoReader(record.resolve(demo), exact_count=True)
+        assert reader.num_frames == record.num_frames and 20 <= reader.num_frames <= 32
+    test = data.read_annotations(demo / "test.csv", class_names=names)
+    assert [r.path for r in test.records][-2:] == ["videos/short.avi", "videos/corrupt.avi"]
+
+
+def test_predict_prints_the_top_classes_averaged_over_30_views(demo, tmp_path, capsys):
+    # 8 frames (the clip length comes from the model); vidtr_tiny rather than cvidtr_tiny, whose first
+    # call costs ~10 s of XLA compilation on JAX
+    model = build_model("vidtr_tiny", num_classes=4, num_frames=8)
+    model.save(tmp_path / "c.keras")
+    video = demo / "videos" / "moving_left_00.avi"
+    out = tmp_path / "p.json"
+    args = ["predict", video, "--model", tmp_path / "c.keras", "--labels", demo / "classes.txt", "--rate", "2"]
+    assert vidtr(*args, "--json", out) == 0
+    printed = capsys.readouterr().out
+    assert "top-4 of 4 classes" in printed and "30 views (10 windows x 3 crops)" in printed
+    result = json.loads(out.read_text())
+    views = data.load_views(video, clip_len=8, rate=2, crop_size=32)
+    expected = softmax(to_numpy(model.predict(views.views, batch_size=6, verbose=0)).astype("float64")).mean(axis=0)
+    assert [t["class"] for t in result["top"]] == np.argsort(-expected, kind="stable").tolist()
+    np.testing.assert_allclose([t["probability"] for t in result["top"]], np.sort(expected)[::-1], atol=1e-5)
+    assert result["top"][0]["name"] in printed and result["views"] == 30
+    assert vidtr("predict", demo / "none.avi", "--model", "vidtr_tiny") == 2
+    assert "No video at" in capsys.readouterr().out
+    assert vidtr("predict", video, "--model", "vidtr_huge") == 2
+    assert "Unknown model 'vidtr_huge'" in capsys.readouterr().out
+    assert vidtr("predict", demo / "videos" / "corrupt.avi", "--model", "vidtr_tiny") == 2
+    assert "Cannot decode video" in capsys.readouterr().out
+    official = GLUONMM / "vidtr_split_t8.npz"  # an official checkpoint of another configuration
+    assert vidtr("predict", video, "--model", "vidtr_tiny", "--weights", official) == 2
+    assert "Checkpoint does not match the model (--weights" in capsys.readouterr().out
+
+
+def test_evaluate_reports_clip_and_video_accuracy_and_every_failure(demo, tmp_path, capsys):
+    model = build_model("vidtr_tiny", num_classes=4)
+    model.save(tmp_path / "m.keras")
+    listing = tmp_path / "list.txt"
+    root = str(demo)
+    listing.write_text((demo / "test.txt").read_text() + "videos/moving_up_00.avi 30\nvideos/moving_up_00.avi 30 9\n")
+    report_path = tmp_path / "out" / "report.json"
+    code = vidtr(
+        "evaluate", "--model", tmp_path / "m.keras", "--annotations", listing, "--root", root, "--labels",
+        demo / "classes.txt", "--rate", "2", "--report", report_path, "--workers", "2", "--batch-size", "15",
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert (report["videos_listed"], report["videos_read"], report["videos_failed"]) == (8, 5, 3)
+    failed = {(f["line"], f["stage"]): f["problem"] for f in report["failed"]}
+    assert set(failed) == {(6, "decode"), (7, "annotation"), (8, "annotation")}
+    assert "corrupt.avi" in failed[6, "decode"] and "found 2 field(s)" in failed[7, "annotation"]
+    assert "label 9 is outside the class list (0 .. 3)" in failed[8, "annotation"]
+    assert all(f["file"] == str(listing) for f in report["failed"])
+    assert f"{listing}:6:" in printed.replace("\n", "") and "5 videos read, 3 failed" in printed
+    assert report["short_videos"] == [{"path": "videos/short.avi", "line": 5, "num_frames": 4}]
+    assert report["clip_level"]["views"] == 150 and report["video_level"]["videos"] == 5
+    assert report["views"] == {"clips": 10, "crops": 3, "window_starts": "official"}
+    # video level = the averaged softmax of the 30 views; check one video against the model itself
+    first = report["predictions"][0]
+    views = data.load_views(demo / first["path"], clip_len=4, rate=2, crop_size=32)
+    mean = softmax(to_numpy(model.predict(views.views, verbose=0)).astype("float64")).mean(axis=0)
+    np.testing.assert_allclose([p for _, p in first["top5"]], np.sort(mean)[::-1], atol=1e-5)
+    top1 = np.mean([p["top5"][0][0] in p["labels"] for p in report["predictions"]])
+    assert report["video_level"]["top1"] == pytest.approx(top1)
+    assert report["video_level"]["top5"] == 1.0  # 4 classes: always in the top 5
+
+
+def test_multi_label_evaluation_gives_map(demo):
+    model = build_model("vidtr_tiny", num_classes=4)
+    listing = data.AnnotationList(
+        "multi.txt",
+        [
+            data.VideoRecord("videos/moving_right_00.avi", (0, 2), None, "multi.txt", 1),
+            data.VideoRecord("videos/moving_down_00.avi", (1,), None, "multi.txt", 2),
+            data.VideoRecord("videos/moving_left_00.avi", (2, 3), None, "multi.txt", 3),
+        ],
+        [],
+    )
+    report = tasks.evaluate(model, listing, demo, tasks.ClipGeometry(4, 2, 32), num_clips=2, num_crops=1)
+    assert report["multi_label"] and report["scores"] == "sigmoid"
+    scores = np.zeros((3, 4))
+    for row, prediction in enumerate(report["predictions"]):
+        for index, value in prediction["top5"]:
+            scores[row, index] = value
+    expected, counted = tasks.mean_average_precision(scores, [(0, 2), (1,), (2, 3)], 4)
+    assert report["video_level"]["mAP"] == pytest.approx(expected, abs=1e-5) and counted == 4
+    assert 0 < report["clip_level"]["mAP"] <= 1
+
+
+def test_average_precision_and_top_k():
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    assert tasks.average_precision(scores, np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
+    assert tasks.average_precision(scores, np.array([0, 0, 0, 0])) is None
+    table = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1]])
+    assert tasks.top_k_hits(table, [(2,), (0,)], 1).tolist() == [0.0, 1.0]
+    assert tasks.top_k_hits(table, [(2,), (2, 1)], 2).tolist() == [1.0, 1.0]
+
+
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=30, unique_by=lambda t: t[0]))
+def test_average_precision_is_the_mean_precision_at_each_positive(rows):
+    scores = np.array([s for s, _ in rows])
+    positives = np.array([p for _, p in rows])
+    got = tasks.average_precision(scores, positives)
+    if not positives.any():
+        assert got is None
+        return
+    precisions = [positives[scores >= s].mean() for s in scores[positives]]
+    assert got == pytest.approx(np.mean(precisions))
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+
+
+def train_args(demo, output, *extra):
+    return [
+        "train", "--model", "vidtr_tiny", "--train", demo / "train.txt", "--val", demo / "val.txt", "--root", demo,
+        "--labels", demo / "classes.txt", "--rate", "2", "--batch-size", "4", "--epochs", "2", "--output", output,
+        "--workers", "2", "--jit-compile", JIT, "--verbose", "0", *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished_run(demo, tmp_path_factory):
+    """An uninterrupted two-epoch run of the command line."""
+    output = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
+        assert cli.main([str(a) for a in train_args(demo, output)]) == 0
+    return output
+
+
+def read_log(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_a_checkpoint_each_epoch_and_a_csv_log(finished_run):
+    pointer = json.loads((finished_run / "checkpoint.json").read_text())
+    assert pointer["epoch"] == 2 and pointer["model"] == "epoch_002.keras"
+    assert sorted(os.listdir(finished_run)) == ["checkpoint.json", "classes.txt", "epoch_002.keras", "epoch_002.rng.npz", "log.csv"]
+    log = read_log(finished_run / "log.csv")
+    assert [row["epoch"] for row in log] == ["1", "2"]
+    # released recipe, milestones 25 and 40 of 50 scaled to 2 epochs: round(1.0) = 1, round(1.6) = 2
+    assert [float(row["lr"]) for row in log] == [0.01, 0.001] and pointer["config"]["milestones"] == [1, 2]
+    assert all(np.isfinite(float(row[k])) for row in log for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+    model = keras.saving.load_model(finished_run / "epoch_002.keras")
+    assert isinstance(model.optimizer, tasks.CoupledSGD) and int(to_numpy(model.optimizer.iterations)) == 4
+    assert model.optimizer.momentum == 0.9 and model.optimizer.l2_weight_decay == 1e-5
+    assert model.output_shape == (None, 4)
+
+
+def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(demo, finished_run, tmp_path, capsys):
+    output = tmp_path / "killed"
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 1 and batch == 1:  # mid-way through epoch 2, after the epoch-1 checkpoint
+                raise KeyboardInterrupt
+
+    config = tasks.TrainConfig(
+        output=str(output), model="vidtr_tiny", train=str(demo / "train.txt"), val=str(demo / "val.txt"),
+        root=str(demo), labels=str(demo / "classes.txt"), rate=2, batch_size=4, epochs=2, workers=2, jit_compile=JIT,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        tasks.train(config, callbacks=[Kill()], verbose=0)
+    assert json.loads((output / "checkpoint.json").read_text())["epoch"] == 1
+    assert vidtr("train", "--output", output, "--resume", "--verbose", "0", "--jit-compile", JIT) == 0
+    assert "resumed from epoch_001.keras (epoch 1 of 2)" in capsys.readouterr().out.replace("\n", "")
+    for got, want in zip(weights_of(output / "epoch_002.keras"), weights_of(finished_run / "epoch_002.keras")):
+        np.testing.assert_array_equal(got, want)
+    without_time = lambda path: [{k: v for k, v in row.items() if k != "seconds"} for row in read_log(path)]
+    assert without_time(output / "log.csv") == without_time(finished_run / "log.csv")  # losses, metrics, lr
+
+
+def test_resume_refuses_what_would_not_continue_the_same_run(demo, finished_run, tmp_path, capsys):
+    assert vidtr("train", "--output", finished_run, "--resume", "--batch-size", "2") == 2
+    assert "--batch-size 2 (the run used 4)" in capsys.readouterr().out.replace("\n", "")
+    assert vidtr("train", "--output", finished_run, "--resume") == 2
+    assert "already finished its 2 epochs" in capsys.readouterr().out.replace("\n", "")
+    assert vidtr(*train_args(demo, finished_run)) == 2
+    assert "already holds a checkpoint (epoch 2); pass --resume" in capsys.readouterr().out.replace("\n", "")
+    assert vidtr("train", "--output", tmp_path / "nothing", "--resume") == 2
+    assert "no checkpoint in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("videos/moving_up_00.avi thirty 1", "num_frames 'thirty' is not an integer"),
+        ("videos/moving_up_00.avi 30 7", "label 7 is outside the class list (0 .. 3)"),
+        ("videos/nowhere.avi 30 1", "No video at"),
+        ("videos/corrupt.avi 30 1", "Cannot decode video"),
+    ],
+)
+def test_a_bad_training_list_stops_training_before_its_first_step(demo, tmp_path, capsys, line, words):
+    listing = tmp_path / "train.txt"
+    listing.write_text((demo / "train.txt").read_text() + line + "\n")
+    args = train_args(demo, tmp_path / "run")
+    args[args.index("--train") + 1] = listing
+    assert vidtr(*args) == 2
+    printed = capsys.readouterr().out.replace("\n", "")
+    assert f"{listing}:9: " in printed and words in printed and "training list" in printed
+    assert not (tmp_path / "run").exists()  # nothing was built, trained or written
+
+
+def test_fine_tuning_from_converted_weights_replaces_the_classifier(demo, tmp_path, capsys):
+    source = build_model("vidtr_tiny")  # 10 classes, as `vidtr convert` / `vidtr inflate` would write it
+    source.save_weights(tmp_path / "converted.weights.h5")
+    source.save(tmp_path / "source.keras")
+    args = train_args(demo, tmp_path / "tuned")
+    args[args.index("--epochs") + 1] = "1"
+    assert vidtr(*args, "--weights", tmp_path / "converted.weights.h5", "--lr", "0") == 0
+    assert "weights" in capsys.readouterr().out
+    tuned = keras.saving.load_model(tmp_path / "tuned" / "epoch_001.keras")
+    assert tuned.output_shape == (None, 4)
+    for got, want in zip(tuned.backbone.weights, source.backbone.weights):  # lr 0: the backbone as loaded
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    model, notes = tasks.load_model(tmp_path / "source.keras", num_classes=4)
+    assert model.output_shape == (None, 4) and "classifier replaced: 10 -> 4 classes" in notes[-1]
+    for got, want in zip(model.backbone.weights, source.backbone.weights):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    model, _ = tasks.load_model(tmp_path / "tuned")  # a run directory: its last checkpoint
+    assert model.output_shape == (None, 4)
+
+
+def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished_run, tmp_path, capsys):
+    if BACKEND != "jax":
+        args = train_args(demo, tmp_path / "dp")
+        assert vidtr(*args, "--distribute", "data-parallel") == 2
+        assert "--distribute data-parallel needs the JAX backend" in capsys.readouterr().out.replace("\n", "")
+        assert not (tmp_path / "dp").exists()
+        return
+    # The first epoch of the same run (seed, data, initialisation, lr) split over two virtual CPU
+    # devices; the one-device reference is `finished_run`'s first epoch (the later epochs do not change it).
+    script = textwrap.dedent(
+        f"""
+        import json, jax
+        from vidtr_keras import tasks
+        result = tasks.train(tasks.TrainConfig(
+            output={str(tmp_path / "dp")!r}, model="vidtr_tiny", train={str(demo / "train.txt")!r}, root={str(demo)!r},
+            labels={str(demo / "classes.txt")!r}, rate=2, epochs=1, batch_size=4, distribute="data-parallel"), verbose=0)
+        kernel = result["model"].weights[0].value
+        print("RESULT", json.dumps({{"loss": result["history"][0]["loss"], "devices": len(jax.devices()),
+                                     "kernel_devices": len(kernel.sharding.device_set)}}))
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.split("RESULT", 1)[1])
+    assert result["devices"] == 2 and result["kernel_devices"] == 2  # weights replicated on both devices
+    one_device = float(read_log(finished_run / "log.csv")[0]["loss"])
+    np.testing.assert_allclose(result["loss"], one_device, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# The recipe's pieces
+
+
+def test_milestones_scale_with_the_number_of_epochs():
+    assert tasks.scaled_milestones(50) == [25, 40]
+    assert tasks.scaled_milestones(80) == [25, 40]
+    assert tasks.scaled_milestones(10) == [5, 8]
+    assert tasks.scaled_milestones(2) == [1, 2]
+    assert tasks.scaled_milestones(1) == [1, 1]
+    assert tasks.scaled_milestones(10, [3, 6]) == [3, 6]
+    schedule = tasks.EpochStepDecay(0.01, [2, 4], steps_per_epoch=3)
+    got = [float(to_numpy(schedule(step))) for step in range(15)]
+    want = [0.01] * 6 + [0.001] * 6 + [0.0001] * 3
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert schedule.at_epoch(3) == pytest.approx(0.001)
+
+
+def test_coupled_sgd_is_torch_sgd_with_l2_in_the_gradient():
+    optimizer = tasks.CoupledSGD(tasks.EpochStepDecay(0.1, [1], steps_per_epoch=2), momentum=0.9, l2_weight_decay=0.01)
+    variable = keras.Variable(np.array([1.0, -2.0], np.float32))
+    w, buf = np.array([1.0, -2.0]), np.zeros(2)
+    for step, grad in enumerate([[0.5, 0.1], [-0.3, 0.2], [0.1, 0.1]]):
+        optimizer.apply([keras.ops.convert_to_tensor(np.array(grad, np.float32))], [variable])
+        lr = 0.1 if step < 2 else 0.01
+        buf = 0.9 * buf + (np.array(grad) + 0.01 * w)
+        w = w - lr * buf
+        np.testing.assert_allclose(to_numpy(variable), w, rtol=1e-5)
+    config = optimizer.get_config()
+    assert config["momentum"] == 0.9 and config["l2_weight_decay"] == 0.01
