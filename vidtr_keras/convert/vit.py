@@ -245,6 +245,23 @@ def _check_file(path):
 _TIMM_IGNORED = ("head.", "head_dist.", "pre_logits.")
 
 
+def _read_result(label, unexpected, arrays, pos, grid_size, num_heads, names):
+    """The `ViTWeights` a reader found, or an error listing the tensors it could not place."""
+    if unexpected:
+        raise ValueError(
+            f"{label}: tensors this reader does not understand (a ViT variant with extra parts?): "
+            + ", ".join(unexpected[:20]) + (f", ... and {len(unexpected) - 20} more" if len(unexpected) > 20 else "")
+        )
+    return ViTWeights(
+        arrays,
+        grid_size=_grid_from_positions(pos.shape[0], grid_size, label),
+        num_heads=num_heads,
+        layer_norm_epsilon=1e-6,
+        source=label,
+        source_names=names,
+    )
+
+
 def from_timm(source, num_heads=None, grid_size=None):
     """A timm / PyTorch ViT state dict -> `ViTWeights`.
 
@@ -331,19 +348,7 @@ def from_timm(source, num_heads=None, grid_size=None):
     put("final_norm/gamma", take("norm.weight"), "norm.weight")
     put("final_norm/beta", take("norm.bias"), "norm.bias")
     unexpected = sorted(n for n in set(state) - used if not n.startswith(_TIMM_IGNORED))
-    if unexpected:
-        raise ValueError(
-            f"{label}: tensors this reader does not understand (a ViT variant with extra parts?): "
-            + ", ".join(unexpected[:20]) + (f", ... and {len(unexpected) - 20} more" if len(unexpected) > 20 else "")
-        )
-    return ViTWeights(
-        arrays,
-        grid_size=_grid_from_positions(pos.shape[0], grid_size, label),
-        num_heads=num_heads,
-        layer_norm_epsilon=1e-6,
-        source=label,
-        source_names=names,
-    )
+    return _read_result(label, unexpected, arrays, pos, grid_size, num_heads, names)
 
 
 def _jax_prefix(keys):
@@ -447,19 +452,7 @@ def from_jax(source, grid_size=None):
     put("final_norm/beta", take("Transformer/encoder_norm/bias"), "Transformer/encoder_norm/bias")
     ignored = tuple(prefix + p for p in ("head/", "pre_logits/"))
     unexpected = sorted(n for n in set(state) - used if n.startswith(prefix) and not n.startswith(ignored))
-    if unexpected:
-        raise ValueError(
-            f"{label}: tensors this reader does not understand (a ViT variant with extra parts?): "
-            + ", ".join(unexpected[:20]) + (f", ... and {len(unexpected) - 20} more" if len(unexpected) > 20 else "")
-        )
-    return ViTWeights(
-        arrays,
-        grid_size=_grid_from_positions(pos.shape[0], grid_size, label),
-        num_heads=num_heads,
-        layer_norm_epsilon=1e-6,
-        source=label,
-        source_names=names,
-    )
+    return _read_result(label, unexpected, arrays, pos, grid_size, num_heads, names)
 
 
 def from_keras_hub(backbone):
