@@ -8,6 +8,8 @@
     vidtr evaluate --model M --annotations F --root DIR [--report out.json]
     vidtr train --model M --train F --val F --root DIR --epochs N [--resume]
     vidtr make-demo-data DIR                      a folder of synthetic videos with annotation lists
+    vidtr info PRESET                             configuration, parameters, GFLOPs, training memory
+    vidtr reproduce [NAME|all]                    regenerate results/ (from a source checkout)
 """
 
 import argparse
@@ -150,6 +152,11 @@ def build_parser():
     from vidtr_keras.tasks import add_data_commands
 
     add_data_commands(sub)
+
+    from vidtr_keras.complexity.cli import add_info_command, add_reproduce_command
+
+    add_info_command(sub)
+    add_reproduce_command(sub)
     return parser
 
 

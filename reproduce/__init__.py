@@ -1,0 +1,1 @@
+"""One script per non-accuracy column of the VidTr paper: `python -m reproduce NAME|all`."""

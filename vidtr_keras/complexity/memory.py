@@ -1,0 +1,252 @@
+"""Analytic model of the memory of training a VidTr model: activations the forward pass keeps for
+the backward pass, per layer and component, plus parameters, gradients and optimizer slots.
+
+The activation model is that of reverse-mode autodiff without recomputation: every matmul keeps its
+two inputs, a softmax its output, a ReLU its output, a dropout its boolean mask (1 byte per element)
+and a LayerNorm its input and per-token mean and inverse std; additions and reshapes keep nothing.
+For one pre-LN layer with N tokens of width d, MLP width m and attention maps of M elements per step:
+
+- "norm": the inputs of both LayerNorms (the residual stream before and after the attention), their
+  outputs (the inputs of the q/k/v projection and of the first MLP linear) and statistics: 4 N d + 4 N.
+- "qkv": q, k, v: 3 N d (queries and keys serve both the temporal and the spatial step).
+- "attention_maps": per step the softmax output and, when attention dropout is on, its dropped copy
+  (the input of probabilities x values): 2 M floats (M without dropout). This is the term the paper's
+  memory argument is about: M = h (T S + 1)^2 for joint attention, h [(S+1)(T+1)^2 + (T+1)(S+1)^2]
+  for separable attention on the class-token grid (Section 1.2).
+- "attention_output": the temporal step's output (the values of the spatial step, separable only) and
+  the merged heads entering out_proj: 2 N d (N d for joint and single-step layers).
+- "mlp_hidden": ReLU output and its dropped copy: 2 N m.
+- "dropout_masks": one byte per element of every dropped tensor (attention maps, attention output,
+  MLP hidden, MLP output).
+- "pooling": std-topK's pooled rows, second softmax output and selection, the gathered q and k, and
+  the residual stream it gathers (C-VidTr pooling layers only).
+The patch embedding keeps the clip (input of the convolution); the head keeps the pooled feature.
+Element-wise fusion (XLA) and layout copies made for batched matmuls (PyTorch's einsum) move real
+backends away from this model in both directions; `measure` reports what they really use.
+"""
+
+import collections
+import dataclasses
+
+from vidtr_keras.complexity.spec import model_spec
+
+MASK_BYTES = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryRow:
+    """Bytes kept by one component of one layer.
+
+    Attributes:
+        layer: encoder layer index, or None for embedding / head.
+        component: "norm", "qkv", "attention_maps", "attention_output", "mlp_hidden",
+            "dropout_masks", "pooling", "embedding", "head".
+        elements: number of values kept (whole batch).
+        bytes: their size.
+    """
+
+    layer: object
+    component: str
+    elements: int
+    bytes: int
+
+
+@dataclasses.dataclass
+class MemoryReport:
+    """Training memory of one step, by the analytic model.
+
+    Attributes:
+        spec: the `ModelSpec`.
+        batch_size: clips per step.
+        rows: activation `MemoryRow`s.
+        parameters: number of parameters.
+        dtype_bytes: bytes per float (4 for float32).
+        optimizer_slots: optimizer state tensors per parameter (0 plain SGD, 1 SGD momentum, 2 Adam).
+        attention_map_elements: [per layer, elements of the attention maps of one clip, summed over
+            the layer's steps and heads].
+    """
+
+    spec: object
+    batch_size: int
+    rows: list
+    parameters: int
+    dtype_bytes: int
+    optimizer_slots: int
+    attention_map_elements: list
+
+    @property
+    def activation_bytes(self):
+        """What the forward pass keeps for the backward pass."""
+        return sum(r.bytes for r in self.rows)
+
+    @property
+    def parameter_bytes(self):
+        return self.parameters * self.dtype_bytes
+
+    @property
+    def state_bytes(self):
+        """Parameters, their gradients and the optimizer slots."""
+        return self.parameter_bytes * (2 + self.optimizer_slots)
+
+    @property
+    def total_bytes(self):
+        """Activations + parameters + gradients + optimizer slots: the training footprint."""
+        return self.activation_bytes + self.state_bytes
+
+    def by_layer(self):
+        out = collections.OrderedDict()
+        for r in self.rows:
+            out[r.layer] = out.get(r.layer, 0) + r.bytes
+        return out
+
+    def by_component(self):
+        out = collections.OrderedDict()
+        for r in self.rows:
+            out[r.component] = out.get(r.component, 0) + r.bytes
+        return out
+
+    def to_markdown(self):
+        gib = 2.0**30
+        lines = [
+            f"{self.spec.name or 'model'}: batch {self.batch_size}, activations {self.activation_bytes / gib:.3f} GiB, "
+            f"parameters+gradients+optimizer {self.state_bytes / gib:.3f} GiB, total {self.total_bytes / gib:.3f} GiB",
+            "",
+            "| layer | component | MiB |",
+            "|---|---|---:|",
+        ]
+        for r in self.rows:
+            lines.append(f"| {'-' if r.layer is None else r.layer} | {r.component} | {r.bytes / 2**20:.1f} |")
+        return "\n".join(lines)
+
+
+def count_parameters(model_or_preset, **kwargs):
+    """Parameters of the model, counted from its configuration (no model is built).
+
+    Same arguments as `model_spec`. Equals `build_model(...).count_params()`.
+    """
+    spec = model_spec(model_or_preset, **kwargs)
+    d, m = spec.hidden_dim, spec.mlp_dim
+    pt, ph, pw = spec.patch_size
+    t, s = spec.token_frames, spec.patches_per_frame
+    n = d * spec.num_channels * pt * ph * pw + d
+    if spec.class_token_layout == "grid":
+        n += (s + 1) * d + t * d + (t + 1) * (s + 1) * d
+    else:
+        n += d + (1 + t * s) * d
+    per_layer = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * m + m) + (m * d + d)
+    n += spec.num_layers * per_layer
+    for layer in spec.layers():
+        if layer.pooling == "conv":
+            stride = layer.frames_in // layer.frames_out
+            n += stride * d * d + d
+    n += 2 * d
+    if spec.num_classes:
+        n += d * spec.num_classes + spec.num_classes
+    return n
+
+
+def attention_map_elements(layer, num_heads):
+    """Elements of one clip's attention maps in `layer` (a `LayerShape`), summed over steps and heads:
+    {step: elements} with steps "joint", "temporal" and "spatial"."""
+    if layer.kind == "joint":
+        n = layer.columns
+        return {"joint": num_heads * n * n}
+    rows_in, cols = layer.rows_in, layer.columns
+    kept = layer.rows_out if layer.pooling == "std_topk" else rows_in
+    out = {}
+    if layer.kind in ("temporal_spatial", "spatial_temporal", "temporal"):
+        out["temporal"] = num_heads * cols * rows_in * rows_in
+    if layer.kind == "temporal_spatial":
+        out["spatial"] = num_heads * kept * cols * cols
+    elif layer.kind in ("spatial_temporal", "spatial"):
+        out["spatial"] = num_heads * rows_in * cols * cols
+    return out
+
+
+def _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on):
+    d, m, h = spec.hidden_dim, spec.mlp_dim, spec.num_heads
+    i = layer.index
+    n_in = layer.tokens_in + layer.bypass_tokens
+    std_topk = layer.pooling == "std_topk"
+    n_out = layer.tokens_out + layer.bypass_tokens  # tokens after the attention (std-topK) / pooling
+    n_att = (layer.rows_out * layer.columns if std_topk else layer.tokens_in)  # attention output tokens
+    maps = attention_map_elements(layer, h)
+    map_elements = sum(maps.values())
+    rows = []
+
+    def add(component, elements, nbytes):
+        rows.append(MemoryRow(i, component, b * elements, b * elements * nbytes))
+
+    # LayerNorm 1 input and output, LayerNorm 2 input and output (+ per-token mean and inverse std).
+    add("norm", 2 * n_in * d + 2 * n_out * d + 2 * n_in + 2 * n_out, fb)
+    add("qkv", 3 * layer.tokens_in * d, fb)
+    add("attention_maps", map_elements * (2 if att_dropout_on else 1), fb)
+    steps = len(maps)
+    add("attention_output", n_att * d * (2 if steps == 2 else 1), fb)
+    add("mlp_hidden", n_out * m * (2 if dropout_on else 1), fb)
+    masks = 0
+    if att_dropout_on:
+        masks += map_elements
+    if dropout_on:
+        masks += n_att * d + n_out * m + n_out * d + layer.bypass_tokens * d
+    if masks:
+        add("dropout_masks", masks, MASK_BYTES)
+    if layer.pooling:
+        kept, rows_in, cols = layer.rows_out, layer.rows_in, layer.columns
+        if std_topk:
+            selection = h * cols * kept * rows_in
+            pooled = 2 * h * cols * kept * rows_in  # selected rows, second softmax
+            gathered = 2 * kept * cols * d if layer.kind == "temporal_spatial" else 0
+            add("pooling", selection + pooled + gathered + rows_in * cols * d, fb)
+        else:
+            add("pooling", layer.tokens_in * d, fb)
+    return rows
+
+
+def memory(
+    model_or_preset,
+    batch_size=1,
+    frames=None,
+    image_size=None,
+    num_classes=None,
+    dtype_bytes=4,
+    optimizer_slots=0,
+    training=True,
+    **overrides,
+):
+    """Analytic training memory of one step (see the module docstring for what is counted).
+
+    Args:
+        model_or_preset: a preset name, config dict, `ModelSpec`, `VidTrBackbone` or `VidTrClassifier`.
+        batch_size: clips per step.
+        frames, image_size: clip size (the model is taken as configured for it).
+        num_classes: classifier width (the preset's by default).
+        dtype_bytes: bytes per float value (4: float32, 2: float16/bfloat16).
+        optimizer_slots: optimizer state tensors per parameter (0 for plain SGD, 1 for SGD with
+            momentum as the paper trains, 2 for Adam).
+        training: with dropout (the rates of the config); False counts the same tensors without the
+            dropout masks and copies, as a model with dropout off would keep.
+        **overrides: other backbone arguments.
+
+    Returns:
+        a `MemoryReport`.
+
+    Example:
+    >>> report = memory("vidtr_s", batch_size=1)
+    >>> round(report.activation_bytes / 2**30, 2)  # GiB kept for the backward pass
+    1.58
+    """
+    spec = model_spec(model_or_preset, frames=frames, image_size=image_size, num_classes=num_classes, **overrides)
+    b, fb = int(batch_size), int(dtype_bytes)
+    dropout_on = training and spec.dropout > 0
+    att_dropout_on = training and spec.attention_dropout > 0
+    h, w = spec.image_size
+    rows = [MemoryRow(None, "embedding", b * spec.num_channels * spec.num_frames * h * w, b * spec.num_channels * spec.num_frames * h * w * fb)]
+    map_counts = []
+    for layer in spec.layers():
+        rows += _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on)
+        map_counts.append(sum(attention_map_elements(layer, spec.num_heads).values()))
+    last = spec.layers()[-1]
+    final_tokens = last.tokens_out + last.bypass_tokens
+    rows.append(MemoryRow(None, "head", b * (final_tokens + 1) * spec.hidden_dim, b * (final_tokens + 1) * spec.hidden_dim * fb))
+    return MemoryReport(spec, b, rows, count_parameters(spec), fb, int(optimizer_slots), map_counts)
