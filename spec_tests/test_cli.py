@@ -99,3 +99,15 @@ def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "vidtr_keras.cli", "presets"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "vidtr_tiny" in result.stdout
+
+
+def test_inflate_accepts_keras_hub_sources_or_says_what_is_missing(tmp_path, capsys):
+    try:
+        import keras_hub  # noqa: F401
+    except ImportError:
+        for source in ("keras_hub:vit_base_patch16_224_imagenet", str(tmp_path / "vit.keras")):
+            assert main(["inflate", source, "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
+            assert "keras-hub" in capsys.readouterr().out
+        return
+    assert main(["inflate", str(tmp_path / "absent.keras"), "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
+    assert "absent.keras" in capsys.readouterr().out

@@ -848,7 +848,23 @@ def cmd_inflate(args):
 
     console = Console()
     with console.status(f"reading {args.vit_file}"):
-        vit = read_vit(args.vit_file, num_heads=args.num_heads)
+        source = args.vit_file
+        if source.startswith("keras_hub:"):  # a keras-hub preset name, e.g. keras_hub:vit_base_patch16_224_imagenet
+            vit = from_keras_hub(source[len("keras_hub:") :])
+        elif source.endswith(".keras"):  # a saved keras-hub ViTBackbone (or a model holding one)
+            try:
+                import keras_hub  # noqa: F401 - registers ViTBackbone for deserialisation
+            except ImportError as err:
+                raise ImportError(
+                    f"Reading the keras-hub model {source!r} needs keras-hub: pip install keras-hub"
+                ) from err
+            import keras
+
+            _check_file(source)
+            loaded = keras.saving.load_model(source)
+            vit = from_keras_hub(getattr(loaded, "backbone", loaded))
+        else:
+            vit = read_vit(source, num_heads=args.num_heads)
     with console.status(f"building {args.preset}"):
         model = build_model(args.preset, num_classes=args.num_classes)
     report = inflate(model, vit, tubelet_init=args.tubelet_init)
@@ -873,7 +889,11 @@ def add_inflate_command(subparsers):
     p = subparsers.add_parser(
         "inflate", help="inflate ImageNet ViT weights (.pth, .safetensors, .npz) into a VidTr preset"
     )
-    p.add_argument("vit_file", help="timm state dict (.pth/.pt/.bin/.safetensors) or JAX ViT (.npz)")
+    p.add_argument(
+        "vit_file",
+        help="timm state dict (.pth/.pt/.bin/.safetensors), JAX ViT (.npz), a saved keras-hub ViTBackbone "
+        "(.keras) or keras_hub:PRESET",
+    )
     p.add_argument("--preset", required=True, help="the VidTr preset to build (see `vidtr presets`)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the preset's)")
     p.add_argument("--tubelet-init", choices=TUBELET_INITS, default="central",
