@@ -4,7 +4,6 @@ epoch, exact `--resume` after a kill, a bad list stops it before its first step)
 converted weights, and data-parallel training on two virtual JAX devices.
 """
 
-import argparse
 import csv
 import json
 import os
@@ -27,28 +26,16 @@ from vidtr_keras.data import synthetic
 JIT = "off" if BACKEND == "jax" else "auto"
 
 
-def _parser_with_data_commands(original=cli.build_parser):
-    parser = original()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "train" not in sub.choices:  # until cli.py registers them itself
-        tasks.add_data_commands(sub)
-    return parser
-
-
 def vidtr(*argv):
     """Runs `vidtr ARGV` through `vidtr_keras.cli.main` (errors -> exit code 2 and a message)."""
-    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
-        return cli.main([str(a) for a in argv])
+    return cli.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px, lossless .avi."""
     root = tmp_path_factory.mktemp("demo")
-    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
-        code = cli.main(
-            ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
-        )
+    code = cli.main(["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"])
     assert code == 0
     return root
 
@@ -200,8 +187,7 @@ def train_args(demo, output, *extra):
 def finished_run(demo, tmp_path_factory):
     """An uninterrupted two-epoch run of the command line."""
     output = tmp_path_factory.mktemp("runs") / "uninterrupted"
-    with mock.patch.object(cli, "build_parser", _parser_with_data_commands):
-        assert cli.main([str(a) for a in train_args(demo, output)]) == 0
+    assert cli.main([str(a) for a in train_args(demo, output)]) == 0
     return output
 
 

@@ -10,13 +10,11 @@
   (XLA cost analysis, torch FlopCounterMode, or the traced TF graph).
 - `measure`: training-step peak memory, XLA memory analysis, torch saved tensors, inference latency,
   and `run_worker` to measure on another backend in a fresh process.
-- `add_info_command`, `add_reproduce_command`: the `vidtr info` and `vidtr reproduce` subcommands.
 
 Only numpy and keras are imported here; backend libraries are imported inside the functions that
 talk to them.
 """
 
-from vidtr_keras.complexity.cli import add_info_command, add_reproduce_command
 from vidtr_keras.complexity.flops import CONVENTIONS, FlopReport, FlopRow, flops
 from vidtr_keras.complexity.memory import MemoryReport, MemoryRow, attention_map_elements, count_parameters, memory
 from vidtr_keras.complexity.spec import LayerShape, ModelSpec, model_spec
@@ -29,11 +27,19 @@ __all__ = [
     "MemoryReport",
     "MemoryRow",
     "ModelSpec",
-    "add_info_command",
-    "add_reproduce_command",
     "attention_map_elements",
     "count_parameters",
     "flops",
     "memory",
     "model_spec",
 ]
+
+
+def __getattr__(name):
+    # The `vidtr info` / `vidtr reproduce` registration moved to vidtr_keras.cli.complexity; kept
+    # importable from here for one release.
+    if name in ("add_info_command", "add_reproduce_command"):
+        from vidtr_keras.cli import complexity as _cli
+
+        return getattr(_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -835,74 +835,20 @@ def inflate(model, vit_weights, tubelet_init="central", num_heads=None, grid_siz
     return InflationReport(model.name, vit.source, tubelet_init, assignments, initialised, notes)
 
 
-# === Command line ===
+# The `vidtr inflate` command lives in vidtr_keras/cli/convert.py; these names stay importable from
+# here for one release.
 
 
 def cmd_inflate(args):
-    """`vidtr inflate`: ViT file -> an inflated preset saved as .keras or .weights.h5."""
-    if not (args.output.endswith(".keras") or args.output.endswith(".weights.h5")):
-        raise ValueError(f"--output must end in .keras or .weights.h5, got {args.output!r}.")
-    from rich.console import Console
+    from vidtr_keras.cli.convert import cmd_inflate as handler
 
-    from vidtr_keras.models import build_model
-
-    console = Console()
-    with console.status(f"reading {args.vit_file}"):
-        source = args.vit_file
-        if source.startswith("keras_hub:"):  # a keras-hub preset name, e.g. keras_hub:vit_base_patch16_224_imagenet
-            vit = from_keras_hub(source[len("keras_hub:") :])
-        elif source.endswith(".keras"):  # a saved keras-hub ViTBackbone (or a model holding one)
-            try:
-                import keras_hub  # noqa: F401 - registers ViTBackbone for deserialisation
-            except ImportError as err:
-                raise ImportError(
-                    f"Reading the keras-hub model {source!r} needs keras-hub: pip install keras-hub"
-                ) from err
-            import keras
-
-            _check_file(source)
-            loaded = keras.saving.load_model(source)
-            vit = from_keras_hub(getattr(loaded, "backbone", loaded))
-        else:
-            vit = read_vit(source, num_heads=args.num_heads)
-    with console.status(f"building {args.preset}"):
-        model = build_model(args.preset, num_classes=args.num_classes)
-    report = inflate(model, vit, tubelet_init=args.tubelet_init)
-    if args.output.endswith(".keras"):
-        model.save(args.output)
-    else:
-        model.save_weights(args.output)
-    console.print(report.summary(max_rows=8), markup=False, highlight=False)
-    console.print(
-        f"wrote {args.output}: {args.preset} ({model.count_params():,} parameters), "
-        f"{len(report.assignments)} variables from the ViT",
-        markup=False,
-        highlight=False,
-    )
-    return 0
+    return handler(args)
 
 
 def add_inflate_command(subparsers):
-    """Registers `vidtr inflate VIT_FILE --preset P [--num-classes N] [--tubelet-init central|average]
-    [--num-heads H] --output out.keras|out.weights.h5` on an argparse sub-parser set; the handler is
-    `args.func` and raises ValueError / FileNotFoundError / ImportError for the CLI to print."""
-    p = subparsers.add_parser(
-        "inflate", help="inflate ImageNet ViT weights (.pth, .safetensors, .npz) into a VidTr preset"
-    )
-    p.add_argument(
-        "vit_file",
-        help="timm state dict (.pth/.pt/.bin/.safetensors), JAX ViT (.npz), a saved keras-hub ViTBackbone "
-        "(.keras) or keras_hub:PRESET",
-    )
-    p.add_argument("--preset", required=True, help="the VidTr preset to build (see `vidtr presets`)")
-    p.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the preset's)")
-    p.add_argument("--tubelet-init", choices=TUBELET_INITS, default="central",
-                   help="how an image patch kernel spreads over a tubelet of t > 1 frames")
-    p.add_argument("--num-heads", type=int, default=None,
-                   help="the ViT's heads, to check them (timm state dicts do not record them)")
-    p.add_argument("--output", required=True, help="out.keras (whole model) or out.weights.h5")
-    p.set_defaults(func=cmd_inflate)
-    return p
+    from vidtr_keras.cli.convert import _register_inflate
+
+    return _register_inflate(subparsers)
 
 
 __all__ = [

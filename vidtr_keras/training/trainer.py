@@ -1,0 +1,296 @@
+"""`train`: trains or fine-tunes a model on annotation lists with the released recipe, resumable.
+
+Training follows the released recipe by default: SGD with momentum 0.9 and L2 weight decay 1e-5 added
+to the gradient (as `torch.optim.SGD` does; `CoupledSGD`), lr 0.01, x0.1 after epochs 25 and 40 of 50;
+for a shorter run the milestones keep their place in it (50 % and 80 % of the epochs, rounded to the
+nearest epoch: 10 epochs -> 5 and 8). A checkpoint is written after every epoch (the run-directory
+format of `vidtr_keras.run_dir`), so `resume=True` continues a killed run exactly: same weights,
+optimizer state, data order and augmentation as if it had never stopped.
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from vidtr_keras import data as vdata
+from vidtr_keras import run_dir
+from vidtr_keras.data.annotations import AnnotationProblem
+from vidtr_keras.inference import clip_geometry, load_model
+from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states
+from vidtr_keras.training.optimizers import CoupledSGD
+from vidtr_keras.training.schedules import RELEASED_EPOCHS, EpochStepDecay, scaled_milestones
+
+
+_RESUME_KEYS = (
+    "train", "val", "root", "val_root", "labels", "num_classes", "epochs", "batch_size", "lr", "momentum",
+    "weight_decay", "milestones", "gamma", "seed", "clip_len", "rate", "crop_size", "short_side",
+)
+
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything `train` needs; stored in the checkpoint so ``resume`` needs only the output directory."""
+
+    output: str
+    model: str = None
+    train: str = None
+    val: str = None
+    root: str = None
+    val_root: str = None
+    weights: str = None
+    labels: str = None
+    num_classes: int = None
+    epochs: int = RELEASED_EPOCHS
+    batch_size: int = 8
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    milestones: list = None
+    gamma: float = 0.1
+    seed: int = 0
+    clip_len: int = None
+    rate: int = None
+    crop_size: int = None
+    short_side: int = None
+    workers: int = 1
+    distribute: str = None
+    jit_compile: str = "auto"
+    check_videos: bool = True
+    multi_label: bool = None
+
+
+
+def _resumed_config(config, stored):
+    """The stored config, with a clear error for a setting given now that differs from it."""
+    merged = dict(stored)
+    given = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(TrainConfig(output=config.output))
+    changed = []
+    for key in _RESUME_KEYS:
+        value = given[key]
+        if value is not None and value != defaults[key] and value != stored.get(key):
+            changed.append(f"`{key}` {value!r} (the run used {stored.get(key)!r})")
+    if changed:
+        raise ValueError(
+            "`resume` continues the run in "
+            f"{config.output!r} with its own settings; these differ: " + "; ".join(changed)
+        )
+    for key in ("workers", "distribute", "jit_compile"):  # how to run, not what: may change
+        merged[key] = given[key]
+    merged["output"] = config.output
+    return TrainConfig(**merged)
+
+
+
+def _probe_videos(records, root, limit=None):
+    """Problems of the videos that cannot be opened (header + first frame)."""
+    problems = []
+    for record in records[:limit]:
+        path = record.resolve(root)
+        try:
+            vdata.VideoReader(path)
+        except (FileNotFoundError, vdata.VideoDecodeError) as err:
+            problems.append(AnnotationProblem(record.source, record.line, str(err), record.path))
+    return problems
+
+
+
+def _read_training_list(path, root, names, num_classes, check_videos, what):
+    if path is None:
+        return None
+    annotations = vdata.read_annotations(path, class_names=names, num_classes=num_classes)
+    if root is not None and not os.path.isdir(root):
+        raise FileNotFoundError(f"`root` {root!r} is not a directory.")
+    if check_videos:
+        annotations.problems.extend(_probe_videos(annotations.records, root))
+    else:
+        annotations.check_files(root)
+    annotations.raise_if_problems(what)
+    return annotations
+
+
+
+def _distribution(name, batch_size):
+    if name in (None, "none"):
+        return None
+    if name != "data-parallel":
+        raise ValueError(f"`distribute` must be 'data-parallel' or 'none', got {name!r}.")
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"`distribute` data-parallel needs the JAX backend (keras.distribution.DataParallel); this run uses "
+            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=jax."
+        )
+    devices = keras.distribution.list_devices()
+    if batch_size % len(devices):
+        raise ValueError(f"`batch_size` {batch_size} does not split evenly over {len(devices)} devices ({devices}).")
+    return keras.distribution.DataParallel(devices=devices)
+
+
+
+def _jit(value):
+    if value in (None, "auto"):
+        return "auto"
+    if value in (True, "on", "true"):
+        if keras.backend.backend() == "torch":
+            raise ValueError("`jit_compile` on is not supported with the torch backend here (it is very slow); use auto.")
+        return True
+    return False
+
+
+
+def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=None):
+    """Trains (or resumes training of) a model on annotation lists; returns a summary dict.
+
+    Args:
+        config: a `TrainConfig` (`model`, `train`, `root` and `output` at least, unless resuming).
+        callbacks: extra Keras callbacks.
+        verbose: Keras progress bar mode (0 silent, 1 bar, 2 one line per epoch).
+        resume: continue the run in `config.output` from its last checkpoint.
+        overwrite: start afresh in an output directory that holds a checkpoint.
+
+    Raises:
+        ValueError / FileNotFoundError before the first step for a bad list (every problem listed
+        with file and line), a missing video, a model that does not fit, or bad settings.
+    """
+    output = config.output
+    if not output:
+        raise ValueError("train needs an output directory (`output`).")
+    stored = run_dir.read_checkpoint(output)
+    if resume:
+        if stored is None:
+            raise FileNotFoundError(f"`resume`: no checkpoint in {output!r} ({run_dir.CHECKPOINT_FILE} not found).")
+        config = _resumed_config(config, stored["config"])
+        start_epoch = int(stored["epoch"])
+        history = stored["history"]
+    else:
+        if stored is not None and not overwrite:
+            raise ValueError(
+                f"{output!r} already holds a checkpoint (epoch {stored['epoch']}); pass `resume=True` to continue it "
+                "or `overwrite=True` to start again."
+            )
+        for key in ("model", "train"):
+            if getattr(config, key) is None:
+                raise ValueError(f"train needs `{key}`.")
+        start_epoch, history = 0, []
+    if config.epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1, got {config.epochs}.")
+    if start_epoch >= config.epochs:
+        raise ValueError(f"The run in {output!r} already finished its {config.epochs} epochs.")
+
+    distribution = _distribution(config.distribute, config.batch_size)
+    jit_compile = _jit(config.jit_compile)
+    names = vdata.read_class_names(config.labels) if config.labels else None
+    if names is not None and config.num_classes is not None and config.num_classes != len(names):
+        raise ValueError(f"`num_classes` {config.num_classes} but `labels` names {len(names)} classes.")
+    num_classes = len(names) if names is not None else config.num_classes
+
+    # Every problem of the lists and videos is found before the first step.
+    train_list = _read_training_list(config.train, config.root, names, num_classes, config.check_videos, "training list")
+    val_root = config.val_root or config.root
+    val_list = _read_training_list(config.val, val_root, names, num_classes, config.check_videos, "validation list")
+
+    keras.utils.set_random_seed(config.seed)
+    scope = distribution.scope() if distribution is not None else _null_scope()
+    with scope:
+        if resume:
+            import vidtr_keras  # noqa: F401 - registers the serialisable classes
+
+            model = keras.saving.load_model(os.path.join(output, stored["model"]))
+            with np.load(os.path.join(output, stored["rng"])) as states:
+                restore_rng_states(model, dict(states))
+            notes = [f"resumed from {stored['model']} (epoch {start_epoch} of {config.epochs})"]
+        else:  # without labels / num_classes the model keeps its width; labels are checked below
+            model, notes = load_model(config.model, config.weights, num_classes=num_classes)
+        classes = int(model.output_shape[-1])
+        bad = [r for r in train_list.records + (val_list.records if val_list else []) if max(r.labels) >= classes]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} label(s) outside the model's {classes} classes, e.g. {bad[0].where}: label {max(bad[0].labels)}"
+                " (give `labels` or `num_classes` for a new classifier)."
+            )
+        multi_label = config.multi_label
+        if multi_label is None:
+            multi_label = train_list.multi_label or bool(val_list and val_list.multi_label)
+        geometry = clip_geometry(model, config.clip_len, config.rate, config.crop_size)
+        config.clip_len, config.rate, config.crop_size = geometry.clip_len, geometry.rate, geometry.crop_size
+        config.num_classes, config.multi_label = classes, multi_label
+
+        common = dict(
+            clip_len=geometry.clip_len, rate=geometry.rate, crop_size=geometry.crop_size, batch_size=config.batch_size,
+            num_classes=classes, multi_label=multi_label, seed=config.seed, short_side=config.short_side,
+            workers=config.workers,
+        )
+        train_data = vdata.VideoClipDataset(train_list.records, config.root, training=True, **common)
+        val_data = vdata.VideoClipDataset(val_list.records, val_root, training=False, **common) if val_list else None
+        milestones = scaled_milestones(config.epochs, config.milestones)
+        config.milestones = milestones
+        schedule = EpochStepDecay(config.lr, milestones, len(train_data), config.gamma)
+        if not resume:
+            if multi_label:
+                loss, metrics = keras.losses.BinaryCrossentropy(from_logits=True), []
+            else:
+                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+                if classes > 5:
+                    metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
+            model.compile(
+                optimizer=CoupledSGD(schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay),
+                loss=loss,
+                metrics=metrics,
+                jit_compile=jit_compile,
+            )
+        else:
+            model.jit_compile = jit_compile if jit_compile != "auto" else model.jit_compile
+
+        os.makedirs(output, exist_ok=True)
+        if names is not None:
+            with open(os.path.join(output, run_dir.CLASSES_FILE), "w") as f:
+                f.writelines(f"{n}\n" for n in names)
+        if log is not None:
+            log(
+                f"training {config.model} on {len(train_list)} videos ({len(train_data)} steps of {config.batch_size}), "
+                f"{geometry.describe()}, {classes} classes{' (multi-label)' if multi_label else ''}; epochs "
+                f"{start_epoch + 1}..{config.epochs}; lr {config.lr}, x{config.gamma} after epochs {milestones}; "
+                f"backend {keras.backend.backend()}"
+                + (f", data-parallel over {len(distribution.device_mesh.devices.ravel())} devices" if distribution else "")
+                + f"; {'; '.join(notes)}",
+            )
+        checkpoint = EpochCheckpoint(output, config, [train_data, val_data], history, schedule, log)
+        if history:
+            run_dir.write_log(os.path.join(output, run_dir.LOG_FILE), history)
+        train_data.set_epoch(start_epoch)
+        if train_data.workers > 1:
+            # Build the compiled loss and metrics on one batch now. Otherwise `fit` pulls a batch from
+            # the worker queue to build them, and Keras then serves the batches prefetched meanwhile at
+            # the start of the first epoch, out of order: a resumed run would not see the same data.
+            model.test_on_batch(*train_data[0])
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=config.epochs,
+            initial_epoch=start_epoch,
+            shuffle=False,  # the dataset shuffles, from the seed and the epoch
+            callbacks=[checkpoint, *callbacks],
+            verbose=verbose,
+        )
+    return {
+        "output": output,
+        "epochs": config.epochs,
+        "history": checkpoint.history,
+        "model": model,
+        "config": config,
+        "failures": dict(train_data.failures),
+    }
+
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
