@@ -73,13 +73,7 @@ def test_pth_checkpoints(tmp_path):
 
     config, sd, clip, logits = load_fixture("vanilla_t4")
     path = tmp_path / "ckpt.pth"
-    try:
-        import torch
-    except ImportError:
-        path.write_bytes(b"not read")
-        with pytest.raises(ImportError, match="needs torch"):
-            gluonmm.load_checkpoint(str(path))
-        return
+    torch = pytest.importorskip("torch", reason="reading .pth files needs torch (the case without it is tested below)")
     torch.save({"model": {"module." + k: torch.from_numpy(v) for k, v in sd.items()}, "epoch": 49}, path)
     loaded = gluonmm.load_checkpoint(str(path))
     assert set(loaded) == set(sd)
@@ -95,19 +89,31 @@ def test_pth_checkpoints(tmp_path):
         gluonmm.load_checkpoint(str(junk))
 
 
+def test_pth_without_torch_says_torch_is_needed(tmp_path, monkeypatch):
+    from vidtr_keras.convert import gluonmm
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    path = tmp_path / "ckpt.pth"
+    path.write_bytes(b"not read")
+    with pytest.raises(ImportError, match="needs torch"):
+        gluonmm.load_checkpoint(str(path))
+
+
 def test_console_script_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "vidtr_keras.cli", "presets"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "vidtr_tiny" in result.stdout
 
 
-def test_inflate_accepts_keras_hub_sources_or_says_what_is_missing(tmp_path, capsys):
-    try:
-        import keras_hub  # noqa: F401
-    except ImportError:
-        for source in ("keras_hub:vit_base_patch16_224_imagenet", str(tmp_path / "vit.keras")):
-            assert main(["inflate", source, "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
-            assert "keras-hub" in capsys.readouterr().out
-        return
+def test_inflate_without_keras_hub_says_what_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if keras-hub were not installed
+    (tmp_path / "vit.keras").write_bytes(b"not read")
+    for source in ("keras_hub:vit_base_patch16_224_imagenet", str(tmp_path / "vit.keras")):
+        assert main(["inflate", source, "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
+        assert "keras-hub" in capsys.readouterr().out
+
+
+def test_inflate_names_a_missing_keras_file(tmp_path, capsys):
+    pytest.importorskip("keras_hub", reason="reading a saved ViTBackbone needs keras-hub")
     assert main(["inflate", str(tmp_path / "absent.keras"), "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
     assert "absent.keras" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from vidtr_keras.complexity import (
     memory,
     model_spec,
 )
-from vidtr_keras.complexity.cli import add_info_command, add_reproduce_command
+from vidtr_keras.cli.complexity import add_info_command, add_reproduce_command
 from vidtr_keras.complexity.crosscheck import backend_flops, build_for_spec
 from vidtr_keras.models.presets import PRESETS
 

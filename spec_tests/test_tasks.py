@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import BACKEND, GLUONMM, to_numpy
-from vidtr_keras import build_model, cli, data, tasks
+from vidtr_keras import build_model, cli, data, evaluation, inference, training
 from vidtr_keras.data import synthetic
 
 # One JAX compilation per test model instead of one per run: eager JAX caches its primitives.
@@ -139,36 +139,36 @@ def test_multi_label_evaluation_gives_map(demo):
         ],
         [],
     )
-    report = tasks.evaluate(model, listing, demo, tasks.ClipGeometry(4, 2, 32), num_clips=2, num_crops=1)
+    report = evaluation.evaluate(model, listing, demo, inference.ClipGeometry(4, 2, 32), num_clips=2, num_crops=1)
     assert report["multi_label"] and report["scores"] == "sigmoid"
     scores = np.zeros((3, 4))
     for row, prediction in enumerate(report["predictions"]):
         for index, value in prediction["top5"]:
             scores[row, index] = value
-    expected, counted = tasks.mean_average_precision(scores, [(0, 2), (1,), (2, 3)], 4)
+    expected, counted = evaluation.mean_average_precision(scores, [(0, 2), (1,), (2, 3)], 4)
     assert report["video_level"]["mAP"] == pytest.approx(expected, abs=1e-5) and counted == 4
     assert 0 < report["clip_level"]["mAP"] <= 1
 
 
 def test_average_precision_and_top_k():
     scores = np.array([0.9, 0.8, 0.7, 0.6])
-    assert tasks.average_precision(scores, np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
-    assert tasks.average_precision(scores, np.array([0, 0, 0, 0])) is None
+    assert evaluation.average_precision(scores, np.array([1, 0, 1, 0])) == pytest.approx((1 + 2 / 3) / 2)
+    assert evaluation.average_precision(scores, np.array([0, 0, 0, 0])) is None
     table = np.array([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1]])
-    assert tasks.top_k_hits(table, [(2,), (0,)], 1).tolist() == [0.0, 1.0]
-    assert tasks.top_k_hits(table, [(2,), (2, 1)], 2).tolist() == [1.0, 1.0]
+    assert evaluation.top_k_hits(table, [(2,), (0,)], 1).tolist() == [0.0, 1.0]
+    assert evaluation.top_k_hits(table, [(2,), (2, 1)], 2).tolist() == [1.0, 1.0]
 
 
 @given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=1, max_size=30, unique_by=lambda t: t[0]))
 def test_average_precision_is_the_mean_precision_at_each_positive(rows):
     scores = np.array([s for s, _ in rows])
     positives = np.array([p for _, p in rows])
-    got = tasks.average_precision(scores, positives)
+    got = evaluation.average_precision(scores, positives)
     if not positives.any():
-        assert got is None
-        return
-    precisions = [positives[scores >= s].mean() for s in scores[positives]]
-    assert got == pytest.approx(np.mean(precisions))
+        assert got is None  # AP is undefined without a positive; mAP leaves such classes out
+    else:
+        precisions = [positives[scores >= s].mean() for s in scores[positives]]
+        assert got == pytest.approx(np.mean(precisions))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def test_train_writes_a_checkpoint_each_epoch_and_a_csv_log(finished_run):
     assert [float(row["lr"]) for row in log] == [0.01, 0.001] and pointer["config"]["milestones"] == [1, 2]
     assert all(np.isfinite(float(row[k])) for row in log for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
     model = keras.saving.load_model(finished_run / "epoch_002.keras")
-    assert isinstance(model.optimizer, tasks.CoupledSGD) and int(to_numpy(model.optimizer.iterations)) == 4
+    assert isinstance(model.optimizer, training.CoupledSGD) and int(to_numpy(model.optimizer.iterations)) == 4
     assert model.optimizer.momentum == 0.9 and model.optimizer.l2_weight_decay == 1e-5
     assert model.output_shape == (None, 4)
 
@@ -222,12 +222,12 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(demo, fin
             if self.epoch == 1 and batch == 1:  # mid-way through epoch 2, after the epoch-1 checkpoint
                 raise KeyboardInterrupt
 
-    config = tasks.TrainConfig(
+    config = training.TrainConfig(
         output=str(output), model="vidtr_tiny", train=str(demo / "train.txt"), val=str(demo / "val.txt"),
         root=str(demo), labels=str(demo / "classes.txt"), rate=2, batch_size=4, epochs=2, workers=2, jit_compile=JIT,
     )
     with pytest.raises(KeyboardInterrupt):
-        tasks.train(config, callbacks=[Kill()], verbose=0)
+        training.train(config, callbacks=[Kill()], verbose=0)
     assert json.loads((output / "checkpoint.json").read_text())["epoch"] == 1
     assert vidtr("train", "--output", output, "--resume", "--verbose", "0", "--jit-compile", JIT) == 0
     assert "resumed from epoch_001.keras (epoch 1 of 2)" in capsys.readouterr().out.replace("\n", "")
@@ -280,28 +280,33 @@ def test_fine_tuning_from_converted_weights_replaces_the_classifier(demo, tmp_pa
     assert tuned.output_shape == (None, 4)
     for got, want in zip(tuned.backbone.weights, source.backbone.weights):  # lr 0: the backbone as loaded
         np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
-    model, notes = tasks.load_model(tmp_path / "source.keras", num_classes=4)
+    model, notes = inference.load_model(tmp_path / "source.keras", num_classes=4)
     assert model.output_shape == (None, 4) and "classifier replaced: 10 -> 4 classes" in notes[-1]
     for got, want in zip(model.backbone.weights, source.backbone.weights):
         np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
-    model, _ = tasks.load_model(tmp_path / "tuned")  # a run directory: its last checkpoint
+    model, _ = inference.load_model(tmp_path / "tuned")  # a run directory: its last checkpoint
     assert model.output_shape == (None, 4)
 
 
-def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished_run, tmp_path, capsys):
+def test_data_parallel_needs_jax_and_says_so(demo, tmp_path, capsys):
+    if BACKEND == "jax":
+        pytest.skip("data-parallel training is supported on JAX (tested below)")
+    args = train_args(demo, tmp_path / "dp")
+    assert vidtr(*args, "--distribute", "data-parallel") == 2
+    assert "--distribute data-parallel needs the JAX backend" in capsys.readouterr().out.replace("\n", "")
+    assert not (tmp_path / "dp").exists()
+
+
+def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished_run, tmp_path):
     if BACKEND != "jax":
-        args = train_args(demo, tmp_path / "dp")
-        assert vidtr(*args, "--distribute", "data-parallel") == 2
-        assert "--distribute data-parallel needs the JAX backend" in capsys.readouterr().out.replace("\n", "")
-        assert not (tmp_path / "dp").exists()
-        return
+        pytest.skip("keras.distribution.DataParallel runs on the JAX backend only")
     # The first epoch of the same run (seed, data, initialisation, lr) split over two virtual CPU
     # devices; the one-device reference is `finished_run`'s first epoch (the later epochs do not change it).
     script = textwrap.dedent(
         f"""
         import json, jax
-        from vidtr_keras import tasks
-        result = tasks.train(tasks.TrainConfig(
+        from vidtr_keras import training
+        result = training.train(training.TrainConfig(
             output={str(tmp_path / "dp")!r}, model="vidtr_tiny", train={str(demo / "train.txt")!r}, root={str(demo)!r},
             labels={str(demo / "classes.txt")!r}, rate=2, epochs=1, batch_size=4, distribute="data-parallel"), verbose=0)
         kernel = result["model"].weights[0].value
@@ -323,13 +328,13 @@ def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished
 
 
 def test_milestones_scale_with_the_number_of_epochs():
-    assert tasks.scaled_milestones(50) == [25, 40]
-    assert tasks.scaled_milestones(80) == [25, 40]
-    assert tasks.scaled_milestones(10) == [5, 8]
-    assert tasks.scaled_milestones(2) == [1, 2]
-    assert tasks.scaled_milestones(1) == [1, 1]
-    assert tasks.scaled_milestones(10, [3, 6]) == [3, 6]
-    schedule = tasks.EpochStepDecay(0.01, [2, 4], steps_per_epoch=3)
+    assert training.scaled_milestones(50) == [25, 40]
+    assert training.scaled_milestones(80) == [25, 40]
+    assert training.scaled_milestones(10) == [5, 8]
+    assert training.scaled_milestones(2) == [1, 2]
+    assert training.scaled_milestones(1) == [1, 1]
+    assert training.scaled_milestones(10, [3, 6]) == [3, 6]
+    schedule = training.EpochStepDecay(0.01, [2, 4], steps_per_epoch=3)
     got = [float(to_numpy(schedule(step))) for step in range(15)]
     want = [0.01] * 6 + [0.001] * 6 + [0.0001] * 3
     np.testing.assert_allclose(got, want, rtol=1e-6)
@@ -337,7 +342,7 @@ def test_milestones_scale_with_the_number_of_epochs():
 
 
 def test_coupled_sgd_is_torch_sgd_with_l2_in_the_gradient():
-    optimizer = tasks.CoupledSGD(tasks.EpochStepDecay(0.1, [1], steps_per_epoch=2), momentum=0.9, l2_weight_decay=0.01)
+    optimizer = training.CoupledSGD(training.EpochStepDecay(0.1, [1], steps_per_epoch=2), momentum=0.9, l2_weight_decay=0.01)
     variable = keras.Variable(np.array([1.0, -2.0], np.float32))
     w, buf = np.array([1.0, -2.0]), np.zeros(2)
     for step, grad in enumerate([[0.5, 0.1], [-0.3, 0.2], [0.1, 0.1]]):
