@@ -27,6 +27,8 @@ SCRIPTS = {
     "table4f": "pooling at layer 1 and a later layer: GFLOPs",
     "scaling": "memory and FLOPs against frames and resolution, measured and analytic, plotted",
     "crosscheck": "the analytic full FLOP count against XLA, torch and the TF graph",
+    "benchmark": "speed (% of each backend's matmul peak) and training memory per backend, remat, bf16",
+    "learning": "does it learn? every variant x task x seed on the procedural benchmark, with intervals",
 }
 
 
@@ -58,9 +60,7 @@ def main(argv=None):
             console.log(f"{name}: wrote {path} in {timings[-1][1]:.0f} s")
             progress.advance(overall)
     total = time.perf_counter() - start
-    console.print(
-        "done in {:.1f} min: ".format(total / 60) + ", ".join(f"{n} {s:.0f}s" for n, s in timings)
-    )
+    console.print(f"done in {total / 60:.1f} min: " + ", ".join(f"{n} {s:.0f}s" for n, s in timings))
     return 0
 
 

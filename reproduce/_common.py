@@ -52,7 +52,9 @@ def machine_info():
         "ram_gib": round(_ram_gib(), 1),
         "python": platform.python_version(),
         "keras": _version("keras"),
-        "tensorflow": _version("tensorflow-cpu") if _version("tensorflow-cpu") != "not installed" else _version("tensorflow"),
+        "tensorflow": _version("tensorflow-cpu")
+        if _version("tensorflow-cpu") != "not installed"
+        else _version("tensorflow"),
         "jax": _version("jax"),
         "torch": _version("torch"),
         "numpy": _version("numpy"),
@@ -70,7 +72,7 @@ def header_lines(title, backends):
         f"- versions: python {info['python']}, keras {info['keras']}, tensorflow {info['tensorflow']}, "
         f"jax {info['jax']}, torch {info['torch']}, numpy {info['numpy']}",
         f"- date: {info['date']}",
-        f"- written by `python -m reproduce {{name}}`; GFLOPs are G multiply-adds per clip (one view), the paper's unit",
+        "- written by `python -m reproduce {name}`; GFLOPs are G multiply-adds per clip (one view), the paper's unit",
         "",
     ]
 

@@ -70,5 +70,11 @@ def run(ctx):
         "at full size (d = 768, where matmuls are 2 x 768 FLOPs per element-wise FLOP), several percent on the tiny "
         "models (d = 32).",
     ]
-    return _common.write("crosscheck", "FLOP cross-check: analytic full count vs backend counters", columns, rows, notes,
-                         backends=_common.BACKENDS)
+    return _common.write(
+        "crosscheck",
+        "FLOP cross-check: analytic full count vs backend counters",
+        columns,
+        rows,
+        notes,
+        backends=_common.BACKENDS,
+    )

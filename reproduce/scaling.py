@@ -51,11 +51,26 @@ def run(ctx):
     else:
         xla_points = [(f, fr, sz) for f in FAMILIES for fr, sz in ((8, 112), (8, 160), (8, 224), (16, 224))]
         xla_points += [("separable", 32, 224), ("compact", 32, 224), ("compact", 8, 320)]
-    saved = {i["label"]: i for i in _common.worker(ctx, {"kind": "saved_tensors", "models": models}, "torch", "scaling saved tensors")}
-    xla_flops = {i["label"]: i for i in _common.worker(
-        ctx, {"kind": "flops", "models": models, "whole_program": False}, "jax", "scaling XLA FLOPs", timeout=1200)}
-    xla_mem = {i["label"]: i for i in _common.worker(
-        ctx, {"kind": "xla_memory", "models": [point(*p) for p in xla_points]}, "jax", "scaling XLA memory", timeout=1200)}
+    saved = {
+        i["label"]: i
+        for i in _common.worker(ctx, {"kind": "saved_tensors", "models": models}, "torch", "scaling saved tensors")
+    }
+    xla_flops = {
+        i["label"]: i
+        for i in _common.worker(
+            ctx, {"kind": "flops", "models": models, "whole_program": False}, "jax", "scaling XLA FLOPs", timeout=1200
+        )
+    }
+    xla_mem = {
+        i["label"]: i
+        for i in _common.worker(
+            ctx,
+            {"kind": "xla_memory", "models": [point(*p) for p in xla_points]},
+            "jax",
+            "scaling XLA memory",
+            timeout=1200,
+        )
+    }
 
     rows, data = [], {}
     for family, frames, size in points:
@@ -67,33 +82,72 @@ def run(ctx):
         s = saved.get(label, {}).get("saved_bytes")
         x = xla_mem.get(label, {}).get("xla_temp_bytes")
         xf = xla_flops.get(label, {}).get("backend_flops")
-        row = [family, frames, size, full.gflops, paper.gflops, None if xf is None else xf / 2e9,
-               mem.activation_bytes / GIB, mem.total_bytes / GIB, None if s is None else s / GIB,
-               None if x is None else x / GIB]
+        row = [
+            family,
+            frames,
+            size,
+            full.gflops,
+            paper.gflops,
+            None if xf is None else xf / 2e9,
+            mem.activation_bytes / GIB,
+            mem.total_bytes / GIB,
+            None if s is None else s / GIB,
+            None if x is None else x / GIB,
+        ]
         rows.append(row)
         data[(family, frames, size)] = row
-    columns = ["model", "frames", "resolution", "GFLOPs full (analytic)", "GFLOPs paper convention", "GFLOPs XLA (measured)",
-               "activations GiB (analytic)", "training total GiB (analytic, SGD momentum)", "torch saved tensors GiB (measured)",
-               "XLA temp GiB (measured, jax)"]
+    columns = [
+        "model",
+        "frames",
+        "resolution",
+        "GFLOPs full (analytic)",
+        "GFLOPs paper convention",
+        "GFLOPs XLA (measured)",
+        "activations GiB (analytic)",
+        "training total GiB (analytic, SGD momentum)",
+        "torch saved tensors GiB (measured)",
+        "XLA temp GiB (measured, jax)",
+    ]
 
     fig, axes = plt.subplots(2, 2, figsize=(15, 8.5))
     colours = {"joint": "tab:red", "separable": "tab:blue", "compact": "tab:green"}
-    for col, (axis_name, xs, key) in enumerate((("frames (224 px)", FRAMES, lambda v: (v, 224)),
-                                                ("resolution (8 frames)", SIZES, lambda v: (8, v)))):
+    for col, (axis_name, xs, key) in enumerate(
+        (("frames (224 px)", FRAMES, lambda v: (v, 224)), ("resolution (8 frames)", SIZES, lambda v: (8, v)))
+    ):
         for family in FAMILIES:
             c = colours[family]
             rows_f = [data[(family,) + key(v)] for v in xs]
             ax = axes[0, col]
             ax.plot(xs, [r[3] for r in rows_f], "-", color=c, label=f"{family}: full (analytic)")
-            ax.plot(xs, [r[4] for r in rows_f], ":", color=c, label=f"{family}: paper convention" + (" (= joint)" if family == "separable" else ""))
+            ax.plot(
+                xs,
+                [r[4] for r in rows_f],
+                ":",
+                color=c,
+                label=f"{family}: paper convention" + (" (= joint)" if family == "separable" else ""),
+            )
             ax.plot([v for v, r in zip(xs, rows_f) if r[5]], [r[5] for r in rows_f if r[5]], "o", color=c, mfc="none")
             ax = axes[1, col]
             ax.plot(xs, [r[6] for r in rows_f], "-", color=c, label=f"{family}: activations (analytic)")
-            ax.plot(xs, [r[7] for r in rows_f], ":", color=c, lw=1, label=f"{family}: + parameters, gradients, momentum")
-            ax.plot([v for v, r in zip(xs, rows_f) if r[8]], [r[8] for r in rows_f if r[8]], "s--", color=c, mfc="none",
-                    label=f"{family}: torch saved tensors (measured)")
-            ax.plot([v for v, r in zip(xs, rows_f) if r[9]], [r[9] for r in rows_f if r[9]], "^", color=c, ms=9,
-                    label=f"{family}: XLA temp of the step (measured)")
+            ax.plot(
+                xs, [r[7] for r in rows_f], ":", color=c, lw=1, label=f"{family}: + parameters, gradients, momentum"
+            )
+            ax.plot(
+                [v for v, r in zip(xs, rows_f) if r[8]],
+                [r[8] for r in rows_f if r[8]],
+                "s--",
+                color=c,
+                mfc="none",
+                label=f"{family}: torch saved tensors (measured)",
+            )
+            ax.plot(
+                [v for v, r in zip(xs, rows_f) if r[9]],
+                [r[9] for r in rows_f if r[9]],
+                "^",
+                color=c,
+                ms=9,
+                label=f"{family}: XLA temp of the step (measured)",
+            )
         for row, ylabel in ((0, "G multiply-adds per clip"), (1, "GiB per clip (batch 1)")):
             ax = axes[row, col]
             ax.set_xscale("log", base=2)
@@ -131,14 +185,22 @@ def run(ctx):
         "point: autograd's bookkeeping needs no memory there) and by XLA's memory analysis of the compiled training "
         f"step at {', '.join(sorted({f'{f} {fr}x{sz}' for f, fr, sz in xla_points}))} (each compile takes 10-35 s "
         "on this machine, so the larger points are analytic only; a compile-time analysis needs no memory, so "
-        "points beyond this machine's RAM could be analysed, at a cost in time). No point is run for real beyond table4b's 8x224: a "
-        f"64-frame joint training step would need {j64[7]:.0f} GiB (analytic) against this machine's {_ram_gib():.0f} GiB.",
+        "points beyond this machine's RAM could be analysed, at a cost in time). No point is run for "
+        "real beyond table4b's 8x224: a "
+        f"64-frame joint training step would need {j64[7]:.0f} GiB (analytic) against this machine's "
+        f"{_ram_gib():.0f} GiB.",
         f"At 64 frames joint attention costs {j64[3]:.0f} G multiply-adds and {j64[7]:.0f} GiB, separable "
         f"{s64[3]:.0f} G and {s64[7]:.1f} GiB: joint memory grows with (T S)^2, separable with T S (T + S) — the "
         "paper's memory argument, which the measured points follow.",
     ]
-    return _common.write("scaling", "Scaling: memory and FLOPs against frames and resolution", columns, rows, notes,
-                         backends=("torch (meta device)", "jax"))
+    return _common.write(
+        "scaling",
+        "Scaling: memory and FLOPs against frames and resolution",
+        columns,
+        rows,
+        notes,
+        backends=("torch (meta device)", "jax"),
+    )
 
 
 def _ram_gib():

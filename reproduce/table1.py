@@ -1,8 +1,8 @@
-"""Table 1 (and PAPER.md 1.5): the configurations, read from the presets."""
+"""Table 1 (and the released gluonmm configs): the configurations, read from the presets."""
 
 from reproduce import _common
 
-# What the paper / the released configs say, per preset (PAPER.md 1.5).
+# What the paper / the released configs say, per preset (Table 1 and the released configs).
 PAPER = {
     "vanilla_s": ("8x8", "joint", "-", "-", None),
     "vidtr_s": ("8x8", "temporal_spatial", "-", "-", 87_473_296),
@@ -57,9 +57,19 @@ def run(ctx):
         )
         ctx.advance(bar)
     columns = [
-        "preset", "our input", "paper frames x rate", "width/layers/heads/MLP", "attention", "class tokens",
-        "our pooling layers", "paper pooling layers", "our frames kept", "paper frames kept",
-        "our parameters (400 classes)", "official parameters", "match",
+        "preset",
+        "our input",
+        "paper frames x rate",
+        "width/layers/heads/MLP",
+        "attention",
+        "class tokens",
+        "our pooling layers",
+        "paper pooling layers",
+        "our frames kept",
+        "paper frames kept",
+        "our parameters (400 classes)",
+        "official parameters",
+        "match",
     ]
     notes = [
         "The sampling rate (the second number of 8x8) is a property of the data pipeline, not of the model: "

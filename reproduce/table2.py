@@ -45,21 +45,40 @@ def run(ctx):
         ours_full = flops(preset).gflops
         fit = abs(ours_paper / gflops_paper - 1) <= 0.03
         fits.append((preset, fit))
-        row = [model, preset, frames, count_parameters(preset), ours_paper, gflops_paper, _common.gap(ours_paper, gflops_paper),
-               "yes" if fit else "no, see below", ours_full]
+        row = [
+            model,
+            preset,
+            frames,
+            count_parameters(preset),
+            ours_paper,
+            gflops_paper,
+            _common.gap(ours_paper, gflops_paper),
+            "yes" if fit else "no, see below",
+            ours_full,
+        ]
         for backend in _common.BACKENDS:
             ms = latency.get((backend, preset))
             row += [ms, spread.get((backend, preset)), ratio(ms, latency.get((backend, "vidtr_s")))]
         row += [latency_paper, latency_kind, ratio(latency_paper, paper.TABLE2["vidtr_s"]["latency_ms"])]
         rows.append(row)
-    columns = ["model", "preset", "frames x rate", "parameters", "GFLOPs ours (paper convention)", "GFLOPs paper",
-               "gap", "within 3%", "GFLOPs ours (full)"]
+    columns = [
+        "model",
+        "preset",
+        "frames x rate",
+        "parameters",
+        "GFLOPs ours (paper convention)",
+        "GFLOPs paper",
+        "gap",
+        "within 3%",
+        "GFLOPs ours (full)",
+    ]
     for backend in _common.BACKENDS:
         columns += [f"CPU ms {backend}", f"max/min-1 of the runs % {backend}", f"ratio to VidTr-S {backend}"]
     columns += ["paper ms (GPU)", "paper latency", "paper ratio to VidTr-S"]
     notes = [
         "GFLOPs are G multiply-adds of one clip (one view). Paper convention: the patch-embedding convolution plus "
-        "the MLP linear layers over the patch tokens (PAPER.md section 3); full: every matmul, einsum and convolution "
+        "the MLP linear layers over the patch tokens (what reproduces the published numbers); full: "
+        "every matmul, einsum and convolution "
         "the model runs (projections, both attention matmuls of every step, pooling selections, MLP over all "
         "tokens including class tokens, embedding, head). `results/crosscheck.md` checks the full count against "
         "XLA's and torch's counters.",
@@ -75,11 +94,17 @@ def run(ctx):
         + ("; ".join(REASONS.get(p, p) for p, ok in fits if not ok) or "none")
         + ". Nothing is tuned: the convention is one rule applied to every row.",
         "Ratios between models: VidTr-L / VidTr-S is "
-        + ", ".join(f"{ratio(latency.get((b, 'vidtr_l')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})" for b in _common.BACKENDS)
+        + ", ".join(
+            f"{ratio(latency.get((b, 'vidtr_l')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})"
+            for b in _common.BACKENDS
+        )
         + f" here for {flops('vidtr_l').macs / flops('vidtr_s').macs:.2f}x the multiply-adds, against "
         f"{paper.TABLE2['vidtr_l']['latency_ms'] / paper.TABLE2['vidtr_s']['latency_ms']:.2f}x on the paper's GPU; "
         "Vanilla-Tr / VidTr-S is "
-        + ", ".join(f"{ratio(latency.get((b, 'vanilla_s')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})" for b in _common.BACKENDS)
+        + ", ".join(
+            f"{ratio(latency.get((b, 'vanilla_s')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})"
+            for b in _common.BACKENDS
+        )
         + f" here for {flops('vanilla_s').macs / flops('vidtr_s').macs:.2f}x the multiply-adds, against "
         f"{paper.TABLE2['vanilla_s']['latency_ms'] / paper.TABLE2['vidtr_s']['latency_ms']:.2f}x on the GPU. "
         "Multiply-adds are not the whole cost on either device. On this CPU the joint model's attention maps "
@@ -91,4 +116,6 @@ def run(ctx):
         "less than their multiply-adds (the paper does not analyse this).",
         REASONS["vidtr_l"] + ".",
     ]
-    return _common.write("table2", "Table 2: parameters, GFLOPs and latency", columns, rows, notes, backends=_common.BACKENDS)
+    return _common.write(
+        "table2", "Table 2: parameters, GFLOPs and latency", columns, rows, notes, backends=_common.BACKENDS
+    )

@@ -12,12 +12,29 @@ def run(ctx):
         spec = model_spec("vidtr_s", patch_size=patch)
         ours = flops(spec, convention="paper").gflops
         full = flops(spec).gflops
-        rows.append([label, "x".join(map(str, patch)), f"{spec.token_frames} x {spec.patches_per_frame}", ours,
-                     published, _common.gap(ours, published), "yes" if abs(ours / published - 1) <= 0.03 else "no",
-                     full])
+        rows.append(
+            [
+                label,
+                "x".join(map(str, patch)),
+                f"{spec.token_frames} x {spec.patches_per_frame}",
+                ours,
+                published,
+                _common.gap(ours, published),
+                "yes" if abs(ours / published - 1) <= 0.03 else "no",
+                full,
+            ]
+        )
         ctx.advance(bar)
-    columns = ["patching", "patch (t x h x w)", "tokens (T x S)", "GFLOPs ours (paper convention)", "GFLOPs paper",
-               "gap", "within 3%", "GFLOPs ours (full)"]
+    columns = [
+        "patching",
+        "patch (t x h x w)",
+        "tokens (T x S)",
+        "GFLOPs ours (paper convention)",
+        "GFLOPs paper",
+        "gap",
+        "within 3%",
+        "GFLOPs ours (full)",
+    ]
     notes = [
         "The patch embedding costs the same for every patching (each input value is multiplied into every output "
         "channel once: 8 x 224 x 224 x 3 x 768 = 0.92 G); what changes is the number of tokens the MLPs run on.",

@@ -3,7 +3,12 @@
 
 from reproduce import _common, paper
 
-VARIANTS = [("Spatial only", "spatial"), ("Jointly", "joint"), ("Temp.-spat.", "temporal_spatial"), ("Spat.-temp.", "spatial_temporal")]
+VARIANTS = [
+    ("Spatial only", "spatial"),
+    ("Jointly", "joint"),
+    ("Temp.-spat.", "temporal_spatial"),
+    ("Spat.-temp.", "spatial_temporal"),
+]
 GIB = 2.0**30
 
 
@@ -13,12 +18,18 @@ def run(ctx):
     measured = {}
     for backend in _common.BACKENDS:
         for label, attention in VARIANTS:
-            task = {"kind": "train_memory", "batch_size": 1,
-                    "models": [{"preset": "vidtr_s", "overrides": {"attention": attention}, "label": attention}]}
+            task = {
+                "kind": "train_memory",
+                "batch_size": 1,
+                "models": [{"preset": "vidtr_s", "overrides": {"attention": attention}, "label": attention}],
+            }
             (item,) = _common.worker(ctx, task, backend, f"table4b {label}", timeout=900)
             measured[(backend, attention)] = item
-    task = {"kind": "saved_tensors", "batch_size": 1,
-            "models": [{"preset": "vidtr_s", "overrides": {"attention": a}, "label": a} for _, a in VARIANTS]}
+    task = {
+        "kind": "saved_tensors",
+        "batch_size": 1,
+        "models": [{"preset": "vidtr_s", "overrides": {"attention": a}, "label": a} for _, a in VARIANTS],
+    }
     saved = {item["label"]: item for item in _common.worker(ctx, task, "torch", "table4b saved tensors")}
 
     def gib(value):
@@ -37,9 +48,14 @@ def run(ctx):
             values[f"step peak RSS ({backend})"] = measured[(backend, attention)].get("step_bytes")
         for key, value in values.items():
             series.setdefault(key, {})[attention] = value
-        rows.append([label, attention, paper.TABLE4B[attention]] + [gib(v) for v in values.values()]
-                    + [sum(model.attention_map_elements)])
-    columns = ["temporal modelling", "attention", "paper GB"] + [f"{k} GiB" for k in series] + ["attention-map elements"]
+        rows.append(
+            [label, attention, paper.TABLE4B[attention]]
+            + [gib(v) for v in values.values()]
+            + [sum(model.attention_map_elements)]
+        )
+    columns = (
+        ["temporal modelling", "attention", "paper GB"] + [f"{k} GiB" for k in series] + ["attention-map elements"]
+    )
     ratio_rows = []
     for key, values in series.items():
         sep = values.get("temporal_spatial")
@@ -55,11 +71,21 @@ def run(ctx):
     tokens_gib = sep_act - analytic["temporal_spatial"].by_component()["attention_maps"] / GIB
     measured_ratios = [r[1] for r in ratio_rows if r[1] is not None and r[0] != "analytic training total"]
     low, high = min(measured_ratios), max(measured_ratios)
-    map_model = memory("vidtr_s", attention="joint").attention_map_elements[0] / memory("vidtr_s").attention_map_elements[0]
-    ratio_rows.append(["attention maps alone (one layer)", map_model, paper.TABLE4B_RATIO, _common.gap(map_model, paper.TABLE4B_RATIO)])
+    map_model = (
+        memory("vidtr_s", attention="joint").attention_map_elements[0] / memory("vidtr_s").attention_map_elements[0]
+    )
+    ratio_rows.append(
+        [
+            "attention maps alone (one layer)",
+            map_model,
+            paper.TABLE4B_RATIO,
+            _common.gap(map_model, paper.TABLE4B_RATIO),
+        ]
+    )
     baselines = ", ".join(
-        f"{b} {gib(measured[(b, 'temporal_spatial')].get('baseline_bytes')):.2f} GiB" for b in _common.BACKENDS
-        if measured[(b, 'temporal_spatial')].get("baseline_bytes")
+        f"{b} {gib(measured[(b, 'temporal_spatial')].get('baseline_bytes')):.2f} GiB"
+        for b in _common.BACKENDS
+        if measured[(b, "temporal_spatial")].get("baseline_bytes")
     )
     ratio_table = "## joint / separable (temporal-spatial)\n\n" + _common.markdown_table(
         ["measure", "ours", "paper", "gap"], ratio_rows
@@ -95,5 +121,12 @@ def run(ctx):
         "e.g. softmax kept in float32 under mixed precision plus a float16 copy for the matmul, or allocator "
         "fragmentation; we report the gap instead of guessing which.",
     ]
-    return _common.write("table4b", "Table 4b: training memory per clip by temporal modelling", columns, rows, notes,
-                         backends=_common.BACKENDS, extra_markdown=[ratio_table])
+    return _common.write(
+        "table4b",
+        "Table 4b: training memory per clip by temporal modelling",
+        columns,
+        rows,
+        notes,
+        backends=_common.BACKENDS,
+        extra_markdown=[ratio_table],
+    )

@@ -14,13 +14,29 @@ def run(ctx):
         ours = flops("vidtr_s", convention="paper", **overrides).gflops
         full = flops("vidtr_s", **overrides).gflops
         published = paper.TABLE4C[label]
-        rows.append([label, count_parameters("vidtr_s", **overrides), ours, published, _common.gap(ours, published),
-                     "yes" if abs(ours / published - 1) <= 0.03 else "no", full])
+        rows.append(
+            [
+                label,
+                count_parameters("vidtr_s", **overrides),
+                ours,
+                published,
+                _common.gap(ours, published),
+                "yes" if abs(ours / published - 1) <= 0.03 else "no",
+                full,
+            ]
+        )
         ctx.advance(bar)
     rows.append(["T2T", None, None, paper.TABLE4C["T2T"], "not reproduced", "-", None])
     ctx.advance(bar)
-    columns = ["initialisation", "parameters", "GFLOPs ours (paper convention)", "GFLOPs paper", "gap", "within 3%",
-               "GFLOPs ours (full)"]
+    columns = [
+        "initialisation",
+        "parameters",
+        "GFLOPs ours (paper convention)",
+        "GFLOPs paper",
+        "gap",
+        "within 3%",
+        "GFLOPs ours (full)",
+    ]
     notes = [
         "ViT-L: width 1024, 24 layers, 16 heads, MLP 4096, 8 frames at 224 px with separable attention. Its paper "
         f"convention count is {rows[1][2]:.1f} and its full count {rows[1][6]:.1f} against the published 358: it "

@@ -13,14 +13,30 @@ def pooling_rows(ctx, schedules, name):
         ours = flops("cvidtr_s", convention="paper", **overrides).gflops
         full = flops("cvidtr_s", **overrides).gflops
         frames = [layer.frames_out for layer in flops("cvidtr_s", **overrides).spec.layers()]
-        rows.append([str(list(layers)), " ".join(map(str, frames)), ours, published, _common.gap(ours, published),
-                     "yes" if abs(ours / published - 1) <= 0.03 else "no", full])
+        rows.append(
+            [
+                str(list(layers)),
+                " ".join(map(str, frames)),
+                ours,
+                published,
+                _common.gap(ours, published),
+                "yes" if abs(ours / published - 1) <= 0.03 else "no",
+                full,
+            ]
+        )
         ctx.advance(bar)
     return rows
 
 
-COLUMNS = ["pooling layers", "frames after each layer", "GFLOPs ours (paper convention)", "GFLOPs paper", "gap",
-           "within 3%", "GFLOPs ours (full)"]
+COLUMNS = [
+    "pooling layers",
+    "frames after each layer",
+    "GFLOPs ours (paper convention)",
+    "GFLOPs paper",
+    "gap",
+    "within 3%",
+    "GFLOPs ours (full)",
+]
 
 
 def run(ctx):

@@ -1,4 +1,4 @@
-"""A plain-numpy (float64) oracle of VidTr's math, written from the paper and PAPER.md section 1.4
+"""A plain-numpy (float64) oracle of VidTr's math, written from the paper and the official code's described behaviour
 independently of the Keras layers. Parameters use the OFFICIAL names and layouts (PyTorch Linear
 weights (out, in), conv_stem (d, C, t, h, w), in_proj (3d, d) split q, k, v), so comparing a Keras
 model with it also checks the converter.
@@ -51,10 +51,12 @@ def project_qkv(x, p, heads, value_x=None):
     return split(q), split(k), split(v)
 
 
-def joint_attention(x, p, heads, value_x=None):
-    """x (B, N, d) -> (B, N, d)."""
+def joint_attention(x, p, heads, value_x=None, record=None):
+    """x (B, N, d) -> (B, N, d). A dict `record` receives the probabilities: "joint" (B, h, N, N)."""
     q, k, v = project_qkv(x, p, heads, value_x)
     probs = softmax(np.einsum("bqhd,bkhd->bhqk", q, k))
+    if record is not None:
+        record["joint"] = probs
     out = np.einsum("bhqk,bkhd->bqhd", probs, v)
     return linear(out.reshape(x.shape), p["out_proj_weight"], p["out_proj_bias"])
 
@@ -78,8 +80,14 @@ def take_rows(a, idx):
     return np.take_along_axis(a, idx[..., None], axis=-2)
 
 
-def separable_attention(x, p, heads, order="temporal_spatial", frames_dropped=0, second_softmax=True, keep_first=False):
-    """x (B, T, S, d) token grid -> (out (B, T', S, d), kept indices (B, S, h, T') or None)."""
+def separable_attention(
+    x, p, heads, order="temporal_spatial", frames_dropped=0, second_softmax=True, keep_first=False, record=None
+):
+    """x (B, T, S, d) token grid -> (out (B, T', S, d), kept indices (B, S, h, T') or None).
+    A dict `record` receives the probabilities that multiply the values: "temporal" (B, S, h, T', T)
+    (kept rows, after the second softmax), "spatial" (B, T', h, S, S), and with pooling "kept" (the
+    indices) and "temporal_before_pooling" (B, S, h, T, T)."""
+    record = {} if record is None else record
     b, t, s, d = x.shape
     q, k, v = project_qkv(x, p, heads)  # (B, T, S, h, dh)
     # per (b, s, h) sequences over time: (B, S, h, T, dh)
@@ -91,14 +99,18 @@ def separable_attention(x, p, heads, order="temporal_spatial", frames_dropped=0,
         probs = softmax(to_time(q) @ to_time(k).swapaxes(-1, -2))  # (B, S, h, T, T)
         idx = None
         if frames_dropped:
+            record["temporal_before_pooling"] = probs
             idx = std_topk_indices(probs, probs.shape[-1] - frames_dropped, keep_first)
+            record["kept"] = idx
             probs = take_rows(probs, idx)
             if second_softmax:
                 probs = softmax(probs)
+        record["temporal"] = probs
         return from_time(probs @ to_time(v)), idx
 
     def spatial(q, k, v):
         probs = softmax(to_space(q) @ to_space(k).swapaxes(-1, -2))  # (B, T, h, S, S)
+        record["spatial"] = probs
         return to_space(probs @ to_space(v))
 
     idx = None
@@ -141,9 +153,23 @@ def mlp(x, p, activation="relu"):
     return linear(act(linear(x, p["linear1.weight"], p["linear1.bias"])), p["linear2.weight"], p["linear2.bias"])
 
 
-def encoder_block(x, p, heads, kind, pos=None, cls=None, frames_dropped=0, pos_target="qkv", activation="relu",
-                  second_softmax=True, keep_first=False, pooling="std_topk"):
-    """One pre-LN layer. x: (B, N, d) joint or (B, T, S, d) separable; cls (B, 1, d) bypasses."""
+def encoder_block(
+    x,
+    p,
+    heads,
+    kind,
+    pos=None,
+    cls=None,
+    frames_dropped=0,
+    pos_target="qkv",
+    activation="relu",
+    second_softmax=True,
+    keep_first=False,
+    pooling="std_topk",
+    record=None,
+):
+    """One pre-LN layer. x: (B, N, d) joint or (B, T, S, d) separable; cls (B, 1, d) bypasses.
+    A dict `record` receives the layer's attention probabilities (see the attention functions)."""
     ln1 = lambda a: layer_norm(a, p["norm1.weight"], p["norm1.bias"])  # noqa: E731
     ln2 = lambda a: layer_norm(a, p["norm2.weight"], p["norm2.bias"])  # noqa: E731
     y = ln1(x)
@@ -152,15 +178,16 @@ def encoder_block(x, p, heads, kind, pos=None, cls=None, frames_dropped=0, pos_t
         cls_pos, pos = pos[:, :1], pos[:, 1:].reshape((1,) + x.shape[1:])
     if kind == "joint":
         if pos is None:
-            out = joint_attention(y, p, heads)
+            out = joint_attention(y, p, heads, record=record)
         elif pos_target == "qk":
-            out = joint_attention(y + pos, p, heads, value_x=y)
+            out = joint_attention(y + pos, p, heads, value_x=y, record=record)
         else:
-            out = joint_attention(y + pos, p, heads)
+            out = joint_attention(y + pos, p, heads, record=record)
     else:
         drop_in_attention = frames_dropped if pooling == "std_topk" else 0
-        out, idx = separable_attention(y if pos is None else y + pos, p, heads, kind, drop_in_attention,
-                                       second_softmax, keep_first)
+        out, idx = separable_attention(
+            y if pos is None else y + pos, p, heads, kind, drop_in_attention, second_softmax, keep_first, record=record
+        )
         if idx is not None:
             x = gather_residual(x, idx, heads)
     x = x + out
@@ -196,9 +223,17 @@ def _attn_params(sd, i):
     }
 
 
-def official_forward(sd, config, clip_bcthw):
+def official_forward(sd, config, clip_bcthw, records=None):
     """Logits of an official model (state dict + official constructor config) on an official-layout
-    clip (B, C, T, H, W), following PAPER.md section 1.4."""
+    clip (B, C, T, H, W), following the official gluonmm code's behaviour. A list `records` receives one dict of
+    attention probabilities per layer (see `encoder_block`)."""
+
+    def rec():
+        if records is None:
+            return None
+        records.append({})
+        return records[-1]
+
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in sd.items()}
     heads = int(config["nhead"])
     layers = int(config["num_encoder_layers"])
@@ -218,7 +253,9 @@ def official_forward(sd, config, clip_bcthw):
             every = frames == 16
             for i in range(layers):
                 use = i == 0 or every
-                x = encoder_block(x, _attn_params(sd, i), heads, "joint", pos if use else None, pos_target="qk")
+                x = encoder_block(
+                    x, _attn_params(sd, i), heads, "joint", pos if use else None, pos_target="qk", record=rec()
+                )
             x = layer_norm(x, sd["encoder.norm.weight"], sd["encoder.norm.bias"])
             return linear(x[:, 0], sd["fc.weight"], sd["fc.bias"])
         pools = dict(zip(config.get("layer_pool", []), config.get("number_of_keys", [])))
@@ -227,12 +264,20 @@ def official_forward(sd, config, clip_bcthw):
         for i in range(layers):
             p = _attn_params(sd, i)
             if i <= last_pool:
-                x, cls = encoder_block(x, p, heads, "temporal_spatial", pos if i == 0 else None, cls=cls,
-                                       frames_dropped=pools.get(i, 0))
+                x, cls = encoder_block(
+                    x,
+                    p,
+                    heads,
+                    "temporal_spatial",
+                    pos if i == 0 else None,
+                    cls=cls,
+                    frames_dropped=pools.get(i, 0),
+                    record=rec(),
+                )
             else:
                 if x.ndim == 4:
                     x = np.concatenate([cls, x.reshape(b, -1, d)], axis=1)
-                x = encoder_block(x, p, heads, "joint")
+                x = encoder_block(x, p, heads, "joint", record=rec())
         if x.ndim == 4:  # no joint layer after the last pooling layer: the class token is still apart
             x = np.concatenate([cls, x.reshape(b, -1, d)], axis=1)
         x = layer_norm(x, sd["encoder.norm.weight"], sd["encoder.norm.bias"])
@@ -244,7 +289,9 @@ def official_forward(sd, config, clip_bcthw):
     pos = sd["pos_embedding"].reshape(1, t + 1, s + 1, d)
     every = frames == 16
     for i in range(layers):
-        x = encoder_block(x, _attn_params(sd, i), heads, "temporal_spatial", pos if (i == 0 or every) else None)
+        x = encoder_block(
+            x, _attn_params(sd, i), heads, "temporal_spatial", pos if (i == 0 or every) else None, record=rec()
+        )
     x = layer_norm(x, sd["encoder.norm.weight"], sd["encoder.norm.bias"])
     return linear(x[:, 0, 0], sd["fc.weight"], sd["fc.bias"])
 

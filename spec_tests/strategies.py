@@ -1,6 +1,5 @@
 """Hypothesis strategies and random-weight helpers shared by the spec modules."""
 
-import numpy as np
 from hypothesis import strategies as st
 
 heads_and_width = st.tuples(st.integers(1, 4), st.integers(1, 6)).map(lambda hd: (hd[0], hd[0] * hd[1]))

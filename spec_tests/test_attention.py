@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vidtr_keras.layers import JointAttention, SeparableAttention
+
 import oracle
 from conftest import to_numpy
 from strategies import attention_params, heads_and_width, seeds, set_attention_weights
-from vidtr_keras.layers import JointAttention, SeparableAttention
 
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 
@@ -54,8 +55,9 @@ def test_separable_attention_matches_oracle(hw, b, t, s, order, drop, second_sof
     rng = np.random.default_rng(seed)
     p = attention_params(rng, d)
     x = rng.normal(size=(b, t, s, d)).astype("float32")
-    layer = _separable(heads, d, p, order=order, frames_dropped=drop, second_softmax=second_softmax,
-                       keep_first=keep_first)
+    layer = _separable(
+        heads, d, p, order=order, frames_dropped=drop, second_softmax=second_softmax, keep_first=keep_first
+    )
     got = layer(x)
     want, idx = oracle.separable_attention(x.astype("float64"), p, heads, order, drop, second_softmax, keep_first)
     if drop:

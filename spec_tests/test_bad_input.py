@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
-from conftest import load_fixture
 from vidtr_keras import VidTrBackbone, build_model
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.layers import SeparableAttention, TubeletEmbedding
+
+from conftest import load_fixture
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,9 @@ def test_wrong_channels(tiny):
     with pytest.raises(ValueError, match="looks channels-first"):
         tiny(np.zeros((1, 3, 4, 32, 32), "float32"))
     with pytest.raises(ValueError, match="expected 3 channels"):
-        TubeletEmbedding(8, (1, 8, 8))(np.zeros((1, 4, 32, 32, 3), "float32")).shape and \
-            tiny.backbone.get_layer("patch_embedding")(np.zeros((1, 4, 32, 32, 4), "float32"))
+        TubeletEmbedding(8, (1, 8, 8))(np.zeros((1, 4, 32, 32, 3), "float32")).shape and tiny.backbone.get_layer(
+            "patch_embedding"
+        )(np.zeros((1, 4, 32, 32, 4), "float32"))
 
 
 def test_frames_or_size_not_divisible_by_the_patch():
@@ -113,7 +115,16 @@ def test_unreadable_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         gluonmm.load_checkpoint(str(tmp_path / "absent.pth"))
     with pytest.raises(ValueError, match="non-square|not a square grid"):
-        gluonmm.backbone_config({"cls": "CompactVidTr", "d_model": 8, "nhead": 2, "num_encoder_layers": 1,
-                                 "dim_feedforward": 8, "patch_size": [1, 4, 4], "temporal_size": 2},
-                                {"pos_embedding": np.zeros((1, 1 + 2 * 6, 8))})
+        gluonmm.backbone_config(
+            {
+                "cls": "CompactVidTr",
+                "d_model": 8,
+                "nhead": 2,
+                "num_encoder_layers": 1,
+                "dim_feedforward": 8,
+                "patch_size": [1, 4, 4],
+                "temporal_size": 2,
+            },
+            {"pos_embedding": np.zeros((1, 1 + 2 * 6, 8))},
+        )
     assert VidTrBackbone  # the public class is importable from the package root

@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import GLUONMM, load_fixture, to_numpy
 from vidtr_keras.cli import main
+
+from conftest import GLUONMM, load_fixture, to_numpy
 
 
 def test_demo_builds_a_preset_prints_its_summary_and_runs_a_clip(capsys):
@@ -52,17 +53,57 @@ def test_convert_an_official_checkpoint(tmp_path, suffix, capsys):
 
 
 def test_convert_reports_bad_input_clearly(tmp_path, capsys):
-    assert main(["convert", str(tmp_path / "none.pth"), "--config", "vidtr_s_8x8_patch16_224_k400", "--output", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                str(tmp_path / "none.pth"),
+                "--config",
+                "vidtr_s_8x8_patch16_224_k400",
+                "--output",
+                str(tmp_path / "m.keras"),
+            ]
+        )
+        == 2
+    )
     assert "No checkpoint" in capsys.readouterr().out
-    assert main(["convert", str(GLUONMM / "vanilla_t4.npz"), "--config", "vidtr_s_8x8_patch16_224_k400", "--output", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                str(GLUONMM / "vanilla_t4.npz"),
+                "--config",
+                "vidtr_s_8x8_patch16_224_k400",
+                "--output",
+                str(tmp_path / "m.keras"),
+            ]
+        )
+        == 2
+    )
     out = capsys.readouterr().out
     assert "does not fit the official VidTr config" in out and "another model" in out
     config, _, _, _ = load_fixture("vanilla_t4")
-    assert main(["convert", str(GLUONMM / "vanilla_t4.npz"), "--config", json.dumps({**config, "num_encoder_layers": 3}),
-                 "--output", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                str(GLUONMM / "vanilla_t4.npz"),
+                "--config",
+                json.dumps({**config, "num_encoder_layers": 3}),
+                "--output",
+                str(tmp_path / "m.keras"),
+            ]
+        )
+        == 2
+    )
     out = capsys.readouterr().out
     assert "missing tensors" in out and "encoder.layers.2" in out
-    assert main(["convert", str(GLUONMM / "vanilla_t4.npz"), "--config", "{not json", "--output", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(
+            ["convert", str(GLUONMM / "vanilla_t4.npz"), "--config", "{not json", "--output", str(tmp_path / "m.keras")]
+        )
+        == 2
+    )
     assert "neither a JSON file" in capsys.readouterr().out
 
 
@@ -100,7 +141,9 @@ def test_pth_without_torch_says_torch_is_needed(tmp_path, monkeypatch):
 
 
 def test_console_script_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "vidtr_keras.cli", "presets"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "vidtr_keras.cli", "presets"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert "vidtr_tiny" in result.stdout
 
@@ -115,5 +158,10 @@ def test_inflate_without_keras_hub_says_what_is_missing(tmp_path, capsys, monkey
 
 def test_inflate_names_a_missing_keras_file(tmp_path, capsys):
     pytest.importorskip("keras_hub", reason="reading a saved ViTBackbone needs keras-hub")
-    assert main(["inflate", str(tmp_path / "absent.keras"), "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]) == 2
+    assert (
+        main(
+            ["inflate", str(tmp_path / "absent.keras"), "--preset", "vidtr_tiny", "--output", str(tmp_path / "m.keras")]
+        )
+        == 2
+    )
     assert "absent.keras" in capsys.readouterr().out

@@ -11,10 +11,10 @@ import argparse
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import BACKEND
+from vidtr_keras.cli.complexity import add_info_command, add_reproduce_command
 from vidtr_keras.complexity import (
     attention_map_elements,
     count_parameters,
@@ -22,9 +22,10 @@ from vidtr_keras.complexity import (
     memory,
     model_spec,
 )
-from vidtr_keras.cli.complexity import add_info_command, add_reproduce_command
 from vidtr_keras.complexity.crosscheck import backend_flops, build_for_spec
 from vidtr_keras.models.presets import PRESETS
+
+from conftest import BACKEND
 
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 
@@ -158,8 +159,15 @@ def test_parameter_counts_of_released_models():
 
 @given(t=st.integers(1, 12), gh=st.integers(1, 8), gw=st.integers(1, 8), heads=st.integers(1, 4))
 def test_joint_over_separable_attention_maps(t, gh, gw, heads):
-    config = {"num_frames": t, "image_size": (gh * 4, gw * 4), "patch_size": (1, 4, 4), "hidden_dim": 4 * heads,
-              "num_heads": heads, "num_layers": 1, "mlp_dim": 8}
+    config = {
+        "num_frames": t,
+        "image_size": (gh * 4, gw * 4),
+        "patch_size": (1, 4, 4),
+        "hidden_dim": 4 * heads,
+        "num_heads": heads,
+        "num_layers": 1,
+        "mlp_dim": 8,
+    }
     s = gh * gw
     joint = memory(config, attention="joint").attention_map_elements[0]
     separable = memory(config, attention="temporal_spatial").attention_map_elements[0]
@@ -183,8 +191,15 @@ def test_analytic_memory_orders_and_scales():
     assert sum(separable.by_layer().values()) == separable.activation_bytes
 
 
-MEMORY_CONFIG = {"hidden_dim": 32, "num_layers": 2, "num_heads": 4, "mlp_dim": 64, "num_frames": 4,
-                 "image_size": 32, "patch_size": (1, 8, 8)}
+MEMORY_CONFIG = {
+    "hidden_dim": 32,
+    "num_layers": 2,
+    "num_heads": 4,
+    "mlp_dim": 64,
+    "num_frames": 4,
+    "image_size": 32,
+    "patch_size": (1, 8, 8),
+}
 ORDERING = ("spatial", "temporal_spatial", "joint")
 
 
@@ -202,7 +217,9 @@ def _xla_ordering():
 def _torch_ordering():
     from vidtr_keras.complexity.measure import torch_saved_tensors
 
-    cpu = [torch_saved_tensors(MEMORY_CONFIG, num_classes=5, attention=a, device="cpu")["saved_bytes"] for a in ORDERING]
+    cpu = [
+        torch_saved_tensors(MEMORY_CONFIG, num_classes=5, attention=a, device="cpu")["saved_bytes"] for a in ORDERING
+    ]
     meta = [torch_saved_tensors(MEMORY_CONFIG, num_classes=5, attention=a)["saved_bytes"] for a in ORDERING]
     assert cpu == meta  # the meta-device measurement used for full-size models sees what a real run saves
     assert cpu[0] < cpu[1] < cpu[2], cpu
@@ -218,12 +235,22 @@ def _tensorflow_joint_above_separable():
     # resolves; joint against separable on a model with ~150 MB more attention maps is measurable.
     from vidtr_keras.complexity.measure import run_worker
 
-    config = {"hidden_dim": 64, "num_layers": 2, "num_heads": 8, "mlp_dim": 128, "num_frames": 8,
-              "image_size": 96, "patch_size": (1, 8, 8)}
+    config = {
+        "hidden_dim": 64,
+        "num_layers": 2,
+        "num_heads": 8,
+        "mlp_dim": 128,
+        "num_frames": 8,
+        "image_size": 96,
+        "patch_size": (1, 8, 8),
+    }
     analytic = {a: _analytic(config, a) for a in ("temporal_spatial", "joint")}
     measured = {}
     for attention in analytic:
-        task = {"kind": "train_memory", "models": [{"config": dict(config, attention=attention), "overrides": {"num_classes": 5}}]}
+        task = {
+            "kind": "train_memory",
+            "models": [{"config": dict(config, attention=attention), "overrides": {"num_classes": 5}}],
+        }
         (item,) = run_worker(task, "tensorflow", timeout=120)
         assert "error" not in item, item.get("traceback")
         measured[attention] = item["step_bytes"]

@@ -1,5 +1,5 @@
 """Fixed weights and clip give the same logits on every backend: each backend's run compares with
-the expected-output file written once by make_expected_logits.py (on JAX) and committed."""
+the expected-output file written once by make_expected_logits.py (the numpy oracle's logits) and committed."""
 
 import numpy as np
 import pytest
@@ -28,13 +28,21 @@ def test_expected_output_is_the_oracle_output(preset):
         want = expected[f"{preset}/logits"]
     model, sd, clip = fixed_model_and_clip(preset)
     b = model.backbone
-    config = {"d_model": b.hidden_dim, "nhead": b.num_heads, "num_encoder_layers": b.num_layers,
-              "dim_feedforward": b.mlp_dim, "patch_size": list(b.patch_size), "activity_num": 10,
-              "temporal_size": b.num_frames}
+    config = {
+        "d_model": b.hidden_dim,
+        "nhead": b.num_heads,
+        "num_encoder_layers": b.num_layers,
+        "dim_feedforward": b.mlp_dim,
+        "patch_size": list(b.patch_size),
+        "activity_num": 10,
+        "temporal_size": b.num_frames,
+    }
     if b.attention == "joint":
         config.update({"cls": "VidTr", "merge_later": True, "merge_index": -1})
     elif b.pool_layers:
-        config.update({"cls": "CompactVidTr", "layer_pool": list(b.pool_layers), "number_of_keys": list(b.frames_dropped)})
+        config.update(
+            {"cls": "CompactVidTr", "layer_pool": list(b.pool_layers), "number_of_keys": list(b.frames_dropped)}
+        )
     else:
         config.update({"cls": "VidTr", "merge_later": False})
     assert gluonmm.backbone_config(config, sd)["image_size"] == b.image_size

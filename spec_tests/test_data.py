@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXTURES
 from vidtr_keras import data
 from vidtr_keras.data import sampling, synthetic, transforms
+
+from conftest import FIXTURES
 
 REAL_VIDEO = FIXTURES / "video" / "bigbuckbunny.mp4"
 H, W = 32, 40
@@ -124,7 +125,7 @@ def test_real_video_from_another_tool_chain():
 
 
 # --------------------------------------------------------------------------------------------------
-# Sampling: the official loader's formulas (PAPER.md 1.5; sampling.py's docstring)
+# Sampling: the official loader's formulas (gluonmm's video loader; sampling.py's docstring)
 
 
 def official_train_indices(num_frames, clip_len, rate, end):
@@ -167,7 +168,18 @@ def test_training_windows_cover_the_whole_video():
 def test_view_windows_of_known_videos():
     # F = 100, L = 16, N = 10: tick = 8.5
     assert sampling.view_window_starts(100, 8, 2, 10).tolist() == [0, 8, 17, 25, 34, 42, 51, 59, 68, 76]
-    assert sampling.view_window_starts(100, 8, 2, 10, half_tick=True).tolist() == [4, 12, 21, 29, 38, 46, 55, 63, 72, 80]
+    assert sampling.view_window_starts(100, 8, 2, 10, half_tick=True).tolist() == [
+        4,
+        12,
+        21,
+        29,
+        38,
+        46,
+        55,
+        63,
+        72,
+        80,
+    ]
     assert sampling.view_window_starts(15, 8, 2, 10).tolist() == [0] * 10  # shorter than a window
     assert sampling.view_window_starts(16, 8, 2, 3).tolist() == [0, 0, 0]  # exactly one window
     # a window that runs past the end repeats the last frame it reached
@@ -254,7 +266,9 @@ def test_training_augmentation_is_one_crop_and_flip_per_clip_from_the_seed(seed)
 
 def test_flip_center_crop_and_portrait_three_crops():
     frames = synthetic.synthetic_frames(2, H, W)
-    np.testing.assert_array_equal(transforms.random_flip(frames, np.random.default_rng(0), probability=1.0), frames[:, :, ::-1])
+    np.testing.assert_array_equal(
+        transforms.random_flip(frames, np.random.default_rng(0), probability=1.0), frames[:, :, ::-1]
+    )
     np.testing.assert_array_equal(transforms.center_crop(frames, 32), frames[:, :, 4:36])
     assert transforms.three_crop_offsets(40, 32, 32) == [(0, 0), (4, 0), (8, 0)]  # portrait: along the height
     portrait = np.transpose(frames, (0, 2, 1, 3))
@@ -277,19 +291,28 @@ def test_official_and_csv_lists_with_class_names(tmp_path):
     got = data.read_annotations(official, class_names=names)
     assert not got.problems and got.multi_label
     assert [(r.path, r.labels, r.num_frames, r.line) for r in got.records] == [
-        ("v/a.mp4", (2,), 300, 2), ("v/b.mp4", (0,), 250, 4), ("v/c.mp4", (0, 2), 10, 5), ("v/d.mp4", (1, 2), 10, 6)
+        ("v/a.mp4", (2,), 300, 2),
+        ("v/b.mp4", (0,), 250, 4),
+        ("v/c.mp4", (0, 2), 10, 5),
+        ("v/d.mp4", (1, 2), 10, 6),
     ]
     assert got.records[0].resolve("/data") == os.path.join("/data", "v/a.mp4")
     table = tmp_path / "list.csv"
     table.write_text('path,label\nv/a.mp4,zumba\n"v/with, comma.mp4",1\nv/c.mp4,0;abseiling\n')
     got = data.read_annotations(table, class_names=names)
     assert not got.problems
-    assert [(r.path, r.labels) for r in got.records] == [("v/a.mp4", (2,)), ("v/with, comma.mp4", (1,)), ("v/c.mp4", (0, 0))]
+    assert [(r.path, r.labels) for r in got.records] == [
+        ("v/a.mp4", (2,)),
+        ("v/with, comma.mp4", (1,)),
+        ("v/c.mp4", (0, 0)),
+    ]
 
 
 def test_every_bad_line_is_reported_with_file_and_line(tmp_path):
     listing = tmp_path / "bad.txt"
-    listing.write_text("ok.mp4 10 1\nno_label.mp4 10\nframes.mp4 ten 1\nhigh.mp4 10 7\nname.mp4 10 dancing\nneg.mp4 10 -1\n")
+    listing.write_text(
+        "ok.mp4 10 1\nno_label.mp4 10\nframes.mp4 ten 1\nhigh.mp4 10 7\nname.mp4 10 dancing\nneg.mp4 10 -1\n"
+    )
     got = data.read_annotations(listing, num_classes=5)
     assert [r.path for r in got.records] == ["ok.mp4"]
     messages = [str(p) for p in got.problems]

@@ -6,16 +6,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vidtr_keras.layers import ClassTokens, FlattenPatches, PositionEmbedding, TubeletEmbedding
+
 import oracle
 from conftest import to_numpy
 from strategies import seeds
-from vidtr_keras.layers import ClassTokens, FlattenPatches, PositionEmbedding, TubeletEmbedding
 
 
 @given(
-    pt=st.integers(1, 3), ph=st.integers(1, 4), pw=st.integers(1, 4),
-    gt=st.integers(1, 3), gh=st.integers(1, 3), gw=st.integers(1, 3),
-    d=st.integers(1, 6), c=st.integers(1, 3), seed=seeds,
+    pt=st.integers(1, 3),
+    ph=st.integers(1, 4),
+    pw=st.integers(1, 4),
+    gt=st.integers(1, 3),
+    gh=st.integers(1, 3),
+    gw=st.integers(1, 3),
+    d=st.integers(1, 6),
+    c=st.integers(1, 3),
+    seed=seeds,
 )
 def test_tubelet_embedding_matches_oracle(pt, ph, pw, gt, gh, gw, d, c, seed):
     rng = np.random.default_rng(seed)
@@ -28,7 +35,9 @@ def test_tubelet_embedding_matches_oracle(pt, ph, pw, gt, gh, gw, d, c, seed):
     np.testing.assert_allclose(out, want, atol=1e-4)
 
 
-@pytest.mark.parametrize("patch,name", [((2, 16, 16), "cubic 2x16^2"), ((4, 16, 16), "cubic 4x16^2"), ((1, 32, 32), "square 1x32^2")])
+@pytest.mark.parametrize(
+    "patch,name", [((2, 16, 16), "cubic 2x16^2"), ((4, 16, 16), "cubic 4x16^2"), ((1, 32, 32), "square 1x32^2")]
+)
 def test_table_4a_patchings_are_expressible(patch, name):
     layer = TubeletEmbedding(8, patch_size=patch)
     shape = layer.compute_output_shape((None, 8, 224, 224, 3))
@@ -52,8 +61,13 @@ def _resize_oracle(x, old, new):
 
 @given(
     layout=st.sampled_from(["grid", "single"]),
-    t=st.integers(1, 4), gh=st.integers(1, 3), gw=st.integers(1, 3),
-    nt=st.integers(1, 6), nh=st.integers(1, 5), nw=st.integers(1, 5), seed=seeds,
+    t=st.integers(1, 4),
+    gh=st.integers(1, 3),
+    gw=st.integers(1, 3),
+    nt=st.integers(1, 6),
+    nh=st.integers(1, 5),
+    nw=st.integers(1, 5),
+    seed=seeds,
 )
 def test_position_embedding_resizes_like_the_oracle(layout, t, gh, gw, nt, nh, nw, seed):
     d = 3
@@ -75,7 +89,14 @@ def test_position_embedding_resizes_like_the_oracle(layout, t, gh, gw, nt, nh, n
         np.testing.assert_array_equal(got.reshape(table.shape), table)
 
 
-@given(t=st.integers(1, 4), gh=st.integers(1, 3), gw=st.integers(1, 3), nt=st.integers(1, 5), nh=st.integers(1, 4), seed=seeds)
+@given(
+    t=st.integers(1, 4),
+    gh=st.integers(1, 3),
+    gw=st.integers(1, 3),
+    nt=st.integers(1, 5),
+    nh=st.integers(1, 4),
+    seed=seeds,
+)
 def test_grid_class_tokens_layout_and_resize(t, gh, gw, nt, nh, seed):
     d = 2
     rng = np.random.default_rng(seed)

@@ -8,12 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import oracle
-from conftest import GLUONMM, to_numpy
-from strategies import block_params, heads_and_width, official_state_dict, seeds, set_block_weights
 from vidtr_keras import VidTrBackbone, build_model, get_preset, preset_names
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.layers import VidTrEncoderBlock
+from vidtr_keras.models.presets import official_presets
+
+import oracle
+from conftest import GLUONMM, to_numpy
+from strategies import block_params, heads_and_width, official_state_dict, seeds, set_block_weights
 
 
 @given(
@@ -37,13 +39,22 @@ def test_separable_block_matches_oracle(hw, t, s, drop, with_cls, with_pos, pool
     pos = None
     if with_pos:
         pos = rng.normal(size=(1, 1 + t * s, d) if with_cls else (1, t, s, d)).astype("float32")
-    block = VidTrEncoderBlock(heads, 2 * d, "temporal_spatial", frames_dropped=drop, pooling=pooling,
-                              mlp_activation=activation, dropout=0.0, attention_dropout=0.0)
+    block = VidTrEncoderBlock(
+        heads,
+        2 * d,
+        "temporal_spatial",
+        frames_dropped=drop,
+        pooling=pooling,
+        mlp_activation=activation,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     block.build(x.shape)
     set_block_weights(block, p)
     got = block(x, position_embedding=pos, class_token=cls)
-    want = oracle.encoder_block(x.astype("float64"), p, heads, "temporal_spatial", pos, cls, drop,
-                                activation=activation, pooling=pooling)
+    want = oracle.encoder_block(
+        x.astype("float64"), p, heads, "temporal_spatial", pos, cls, drop, activation=activation, pooling=pooling
+    )
     if with_cls:
         np.testing.assert_allclose(to_numpy(got[0]), want[0], atol=5e-4, rtol=1e-4)
         np.testing.assert_allclose(to_numpy(got[1]), want[1], atol=5e-4, rtol=1e-4)
@@ -58,7 +69,9 @@ def test_joint_block_matches_oracle(hw, n, target, seed):
     p = block_params(rng, d, 3 * d)
     x = rng.normal(size=(2, n, d)).astype("float32")
     pos = rng.normal(size=(1, n, d)).astype("float32")
-    block = VidTrEncoderBlock(heads, 3 * d, "joint", position_embedding_target=target, dropout=0.0, attention_dropout=0.0)
+    block = VidTrEncoderBlock(
+        heads, 3 * d, "joint", position_embedding_target=target, dropout=0.0, attention_dropout=0.0
+    )
     block.build(x.shape)
     set_block_weights(block, p)
     want = oracle.encoder_block(x.astype("float64"), p, heads, "joint", pos, pos_target=target)
@@ -73,8 +86,13 @@ def official_configs(draw):
     frames = draw(st.integers(2, 6))
     layers = draw(st.integers(1, 4))
     cfg = {
-        "d_model": d, "nhead": heads, "num_encoder_layers": layers, "dim_feedforward": 2 * d,
-        "patch_size": [1, 4, 4], "activity_num": draw(st.integers(1, 5)), "temporal_size": frames,
+        "d_model": d,
+        "nhead": heads,
+        "num_encoder_layers": layers,
+        "dim_feedforward": 2 * d,
+        "patch_size": [1, 4, 4],
+        "activity_num": draw(st.integers(1, 5)),
+        "temporal_size": frames,
         "normalize_before": True,
     }
     if kind == "split":
@@ -108,9 +126,8 @@ def test_converted_models_match_the_oracle(cg, seed):
 
 def test_parameter_counts_equal_the_official_models():
     manifest = json.loads((GLUONMM / "manifest.json").read_text())
-    presets = {"vidtr_s_8x8_patch16_224_k400": "vidtr_s", "vidtr_m_16x4_patch16_224_k400": "vidtr_m",
-               "vidtr_l_32x2_patch16_224_k400": "vidtr_l", "cvidtr_s_8x8_patch16_224_k400": "cvidtr_s",
-               "cvidtr_m_16x4_patch16_224_k400": "cvidtr_m"}
+    presets = official_presets()  # official name -> preset, from the presets' `official_name`
+    assert sorted(presets) == sorted(manifest)
     for official, preset in presets.items():
         model = build_model(preset, num_classes=400)
         entry = manifest[official]
@@ -143,8 +160,11 @@ def test_resized_model_equals_the_model_made_for_that_size_with_resized_paramete
     for layer in big.backbone.layers:
         src = small.backbone.get_layer(layer.name)
         if layer.name == "position_embedding":
-            layer.embeddings.assign(src(patches)[:, :, :].reshape(layer.embeddings.shape) if False else
-                                    keras.ops.reshape(src(patches), layer.embeddings.shape))
+            layer.embeddings.assign(
+                src(patches)[:, :, :].reshape(layer.embeddings.shape)
+                if False
+                else keras.ops.reshape(src(patches), layer.embeddings.shape)
+            )
         elif layer.name == "class_tokens":
             grid = to_numpy(src(patches))[0]
             layer.temporal_class_tokens.assign(grid[:1])
@@ -175,8 +195,11 @@ def test_training_steps_reduce_the_loss(preset):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4, frames, 32, 32, 3)).astype("float32")
     y = np.array([0, 1, 2, 1])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
     before = [to_numpy(w).copy() for w in model.trainable_weights]
     losses = [float(model.train_on_batch(x, y)) for _ in range(5)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]

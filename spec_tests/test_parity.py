@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_NAMES, GLUONMM, load_fixture, to_numpy
 from vidtr_keras.convert import gluonmm
+
+from conftest import FIXTURE_NAMES, GLUONMM, load_fixture, to_numpy
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)

@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vidtr_keras.layers import TemporalAveragePooling, TemporalConvPooling, TopKStdPooling
+from vidtr_keras.layers.attention import gather_frames
+
 import oracle
 from conftest import BACKEND, to_numpy
 from strategies import seeds
-from vidtr_keras.layers import TemporalAveragePooling, TemporalConvPooling, TopKStdPooling
-from vidtr_keras.layers.attention import gather_frames
 
 
 def random_probs(rng, lead, t, sharpness=3.0):
@@ -93,7 +94,9 @@ def test_second_softmax_is_applied_to_the_kept_rows():
     probs = random_probs(np.random.default_rng(3), (2,), 6)
     pooled, sel = TopKStdPooling(2, second_softmax=True)(probs)
     idx = to_numpy(sel).argmax(-1)
-    np.testing.assert_allclose(to_numpy(pooled), oracle.softmax(np.take_along_axis(probs, idx[..., None], -2)), atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(pooled), oracle.softmax(np.take_along_axis(probs, idx[..., None], -2)), atol=1e-6
+    )
 
 
 def _grad(fn, x):

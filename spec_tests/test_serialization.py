@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import to_numpy
 from vidtr_keras import VidTrBackbone, build_model, get_preset
 from vidtr_keras.layers import (
     ClassTokenReadout,
@@ -21,12 +20,18 @@ from vidtr_keras.layers import (
     VidTrEncoderBlock,
 )
 
+from conftest import to_numpy
+
 RNG = np.random.default_rng(0)
 GRID = RNG.normal(size=(2, 4, 3, 8)).astype("float32")
 PATCHES = RNG.normal(size=(2, 4, 2, 2, 8)).astype("float32")
 
 LAYER_CASES = [
-    (TubeletEmbedding, {"hidden_dim": 8, "patch_size": (2, 4, 4)}, (RNG.normal(size=(2, 4, 8, 8, 3)).astype("float32"),)),
+    (
+        TubeletEmbedding,
+        {"hidden_dim": 8, "patch_size": (2, 4, 4)},
+        (RNG.normal(size=(2, 4, 8, 8, 3)).astype("float32"),),
+    ),
     (FlattenPatches, {}, (PATCHES,)),
     (ClassTokens, {"layout": "grid", "num_frames": 4, "grid_size": (2, 2)}, (PATCHES,)),
     (ClassTokens, {"layout": "single", "num_frames": 4, "grid_size": (2, 2)}, (PATCHES,)),
@@ -41,7 +46,11 @@ LAYER_CASES = [
     (TemporalAveragePooling, {"frames_dropped": 1}, (GRID,)),
     (TemporalConvPooling, {"stride": 2}, (GRID,)),
     (VidTrEncoderBlock, {"num_heads": 2, "mlp_dim": 16, "attention": "temporal_spatial", "frames_dropped": 1}, (GRID,)),
-    (VidTrEncoderBlock, {"num_heads": 2, "mlp_dim": 16, "attention": "joint", "mlp_activation": "gelu"}, (GRID.reshape(2, 12, 8),)),
+    (
+        VidTrEncoderBlock,
+        {"num_heads": 2, "mlp_dim": 16, "attention": "joint", "mlp_activation": "gelu"},
+        (GRID.reshape(2, 12, 8),),
+    ),
 ]
 
 
@@ -86,7 +95,12 @@ def test_keras_file_round_trip(preset, tmp_path):
 
 
 def test_backbone_config_round_trip_keeps_ablation_settings():
-    config = {**get_preset("cvidtr_tiny")["config"], "pooling": "average", "mlp_activation": "gelu", "second_softmax": False}
+    config = {
+        **get_preset("cvidtr_tiny")["config"],
+        "pooling": "average",
+        "mlp_activation": "gelu",
+        "second_softmax": False,
+    }
     backbone = VidTrBackbone(**config)
     clone = VidTrBackbone.from_config(backbone.get_config())
     for key in ("pooling", "mlp_activation", "second_softmax", "pool_layers", "frames_dropped", "joint_from_layer"):

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from unittest import mock
 
 import keras
 import numpy as np
@@ -18,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import BACKEND, GLUONMM, to_numpy
 from vidtr_keras import build_model, cli, data, evaluation, inference, training
-from vidtr_keras.data import synthetic
+
+from conftest import BACKEND, GLUONMM, to_numpy
 
 # One JAX compilation per test model instead of one per run: eager JAX caches its primitives.
 JIT = "off" if BACKEND == "jax" else "auto"
@@ -35,7 +34,9 @@ def vidtr(*argv):
 def demo(tmp_path_factory):
     """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px, lossless .avi."""
     root = tmp_path_factory.mktemp("demo")
-    code = cli.main(["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"])
+    code = cli.main(
+        ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
+    )
     assert code == 0
     return root
 
@@ -102,8 +103,23 @@ def test_evaluate_reports_clip_and_video_accuracy_and_every_failure(demo, tmp_pa
     listing.write_text((demo / "test.txt").read_text() + "videos/moving_up_00.avi 30\nvideos/moving_up_00.avi 30 9\n")
     report_path = tmp_path / "out" / "report.json"
     code = vidtr(
-        "evaluate", "--model", tmp_path / "m.keras", "--annotations", listing, "--root", root, "--labels",
-        demo / "classes.txt", "--rate", "2", "--report", report_path, "--workers", "2", "--batch-size", "15",
+        "evaluate",
+        "--model",
+        tmp_path / "m.keras",
+        "--annotations",
+        listing,
+        "--root",
+        root,
+        "--labels",
+        demo / "classes.txt",
+        "--rate",
+        "2",
+        "--report",
+        report_path,
+        "--workers",
+        "2",
+        "--batch-size",
+        "15",
     )
     assert code == 0
     printed = capsys.readouterr().out
@@ -177,9 +193,32 @@ def test_average_precision_is_the_mean_precision_at_each_positive(rows):
 
 def train_args(demo, output, *extra):
     return [
-        "train", "--model", "vidtr_tiny", "--train", demo / "train.txt", "--val", demo / "val.txt", "--root", demo,
-        "--labels", demo / "classes.txt", "--rate", "2", "--batch-size", "4", "--epochs", "2", "--output", output,
-        "--workers", "2", "--jit-compile", JIT, "--verbose", "0", *extra,
+        "train",
+        "--model",
+        "vidtr_tiny",
+        "--train",
+        demo / "train.txt",
+        "--val",
+        demo / "val.txt",
+        "--root",
+        demo,
+        "--labels",
+        demo / "classes.txt",
+        "--rate",
+        "2",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--output",
+        output,
+        "--workers",
+        "2",
+        "--jit-compile",
+        JIT,
+        "--verbose",
+        "0",
+        *extra,
     ]
 
 
@@ -199,7 +238,13 @@ def read_log(path):
 def test_train_writes_a_checkpoint_each_epoch_and_a_csv_log(finished_run):
     pointer = json.loads((finished_run / "checkpoint.json").read_text())
     assert pointer["epoch"] == 2 and pointer["model"] == "epoch_002.keras"
-    assert sorted(os.listdir(finished_run)) == ["checkpoint.json", "classes.txt", "epoch_002.keras", "epoch_002.rng.npz", "log.csv"]
+    assert sorted(os.listdir(finished_run)) == [
+        "checkpoint.json",
+        "classes.txt",
+        "epoch_002.keras",
+        "epoch_002.rng.npz",
+        "log.csv",
+    ]
     log = read_log(finished_run / "log.csv")
     assert [row["epoch"] for row in log] == ["1", "2"]
     # released recipe, milestones 25 and 40 of 50 scaled to 2 epochs: round(1.0) = 1, round(1.6) = 2
@@ -223,8 +268,17 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(demo, fin
                 raise KeyboardInterrupt
 
     config = training.TrainConfig(
-        output=str(output), model="vidtr_tiny", train=str(demo / "train.txt"), val=str(demo / "val.txt"),
-        root=str(demo), labels=str(demo / "classes.txt"), rate=2, batch_size=4, epochs=2, workers=2, jit_compile=JIT,
+        output=str(output),
+        model="vidtr_tiny",
+        train=str(demo / "train.txt"),
+        val=str(demo / "val.txt"),
+        root=str(demo),
+        labels=str(demo / "classes.txt"),
+        rate=2,
+        batch_size=4,
+        epochs=2,
+        workers=2,
+        jit_compile=JIT,
     )
     with pytest.raises(KeyboardInterrupt):
         training.train(config, callbacks=[Kill()], verbose=0)
@@ -308,7 +362,8 @@ def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished
         from vidtr_keras import training
         result = training.train(training.TrainConfig(
             output={str(tmp_path / "dp")!r}, model="vidtr_tiny", train={str(demo / "train.txt")!r}, root={str(demo)!r},
-            labels={str(demo / "classes.txt")!r}, rate=2, epochs=1, batch_size=4, distribute="data-parallel"), verbose=0)
+            labels={str(demo / "classes.txt")!r}, rate=2, epochs=1, batch_size=4,
+            distribute="data-parallel"), verbose=0)
         kernel = result["model"].weights[0].value
         print("RESULT", json.dumps({{"loss": result["history"][0]["loss"], "devices": len(jax.devices()),
                                      "kernel_devices": len(kernel.sharding.device_set)}}))
@@ -342,7 +397,9 @@ def test_milestones_scale_with_the_number_of_epochs():
 
 
 def test_coupled_sgd_is_torch_sgd_with_l2_in_the_gradient():
-    optimizer = training.CoupledSGD(training.EpochStepDecay(0.1, [1], steps_per_epoch=2), momentum=0.9, l2_weight_decay=0.01)
+    optimizer = training.CoupledSGD(
+        training.EpochStepDecay(0.1, [1], steps_per_epoch=2), momentum=0.9, l2_weight_decay=0.01
+    )
     variable = keras.Variable(np.array([1.0, -2.0], np.float32))
     w, buf = np.array([1.0, -2.0]), np.zeros(2)
     for step, grad in enumerate([[0.5, 0.1], [-0.3, 0.2], [0.1, 0.1]]):
@@ -353,3 +410,20 @@ def test_coupled_sgd_is_torch_sgd_with_l2_in_the_gradient():
         np.testing.assert_allclose(to_numpy(variable), w, rtol=1e-5)
     config = optimizer.get_config()
     assert config["momentum"] == 0.9 and config["l2_weight_decay"] == 0.01
+
+
+def test_train_with_remat_and_mixed_precision_builds_that_model(demo, tmp_path, capsys):
+    output = tmp_path / "lean"
+    args = train_args(demo, output, "--remat", "--mixed-precision")
+    args[args.index("--epochs") + 1] = "1"
+    assert vidtr(*args) == 0
+    model, _ = inference.load_model(output)
+    assert model.backbone.remat is True
+    assert model.backbone.layers_dtype_policy.name == "mixed_bfloat16"  # restored from the checkpoint
+    assert model.backbone.get_layer("patch_embedding").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("head").dtype_policy.name == "float32"  # logits and loss stay float32
+    row = read_log(output / "log.csv")[0]
+    assert np.isfinite(float(row["loss"]))
+    # a saved model keeps its own configuration: the flags cannot silently not apply
+    assert vidtr("train", "--model", output, "--remat", *train_args(demo, tmp_path / "again")[3:]) == 2
+    assert "apply only to a model built from a preset" in capsys.readouterr().out.replace("\n", "")

@@ -10,10 +10,13 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 from vidtr_keras import layers  # noqa: E402
+from vidtr_keras.export import export_model  # noqa: E402
+from vidtr_keras.layers import VidTrPreprocessor  # noqa: E402
 from vidtr_keras.models import (  # noqa: E402
     PRESETS,
     VidTrBackbone,
     VidTrClassifier,
+    VidTrVideoClassifier,
     build_model,
     get_preset,
     preset_names,
@@ -24,7 +27,10 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "VidTrBackbone",
+    "VidTrPreprocessor",
     "VidTrClassifier",
+    "VidTrVideoClassifier",
+    "export_model",
     "build_model",
     "get_preset",
     "layers",

@@ -21,7 +21,6 @@ def top_k_hits(scores, labels, k):
     return np.array([float(any(label in row for label in labs)) for row, labs in zip(top, labels)])
 
 
-
 def average_precision(scores, positives):
     """Non-interpolated AP of one class: the mean precision at the rank of every positive."""
     order = np.argsort(-scores, kind="stable")
@@ -32,7 +31,6 @@ def average_precision(scores, positives):
     return float((precision * hits).sum() / hits.sum())
 
 
-
 def mean_average_precision(scores, labels, num_classes):
     """mAP over the classes with at least one positive; (mAP, number of classes counted)."""
     targets = np.zeros((len(labels), num_classes), bool)
@@ -41,7 +39,6 @@ def mean_average_precision(scores, labels, num_classes):
     aps = [average_precision(scores[:, c], targets[:, c]) for c in range(num_classes)]
     aps = [ap for ap in aps if ap is not None]
     return (float(np.mean(aps)) if aps else None), len(aps)
-
 
 
 def evaluate(
@@ -85,7 +82,12 @@ def evaluate(
         if max(record.labels) >= classes:
             failed.append(
                 dict(
-                    AnnotationProblem(record.source, record.line, f"label {max(record.labels)} is outside the model's {classes} classes", record.path).to_dict(),
+                    AnnotationProblem(
+                        record.source,
+                        record.line,
+                        f"label {max(record.labels)} is outside the model's {classes} classes",
+                        record.path,
+                    ).to_dict(),
                     stage="annotation",
                 )
             )
@@ -98,7 +100,9 @@ def evaluate(
     ):
         done += 1
         if views is None:
-            failed.append(dict(AnnotationProblem(record.source, record.line, error, record.path).to_dict(), stage="decode"))
+            failed.append(
+                dict(AnnotationProblem(record.source, record.line, error, record.path).to_dict(), stage="decode")
+            )
         else:
             scores = predict_views(model, views.views, batch_size, multi_label)
             clip_scores.append(scores)
@@ -157,4 +161,3 @@ def evaluate(
         report["clip_level"] = report["video_level"] = None
     report["predictions"] = predictions
     return report
-

@@ -42,7 +42,6 @@ def _num_classes_in_weights_file(path):
     return None
 
 
-
 def replace_head(model, num_classes):
     """`model` with a new, randomly initialised classifier of `num_classes` (same backbone) when its
     width differs; the model itself otherwise."""
@@ -58,8 +57,7 @@ def replace_head(model, num_classes):
     return VidTrClassifier(model.backbone, int(num_classes), dropout=model.dropout, name=model.name)
 
 
-
-def load_model(spec, weights=None, num_classes=None):
+def load_model(spec, weights=None, num_classes=None, overrides=None):
     """A model from a preset name, a `.keras` file or a `vidtr train` output directory.
 
     Args:
@@ -67,6 +65,8 @@ def load_model(spec, weights=None, num_classes=None):
         weights: optional `.weights.h5` or official `.pth`/`.pt`/`.npz` checkpoint to load into it.
         num_classes: the classes the caller needs; the classifier is replaced when the model or the
             weights have another number (the report says so).
+        overrides: `VidTrBackbone` arguments for a model built from a preset, e.g.
+            `{"remat": True}` or `{"dtype": "mixed_bfloat16"}` (a saved model keeps its own).
 
     Returns:
         (model, notes) with notes a list of strings describing what was loaded.
@@ -78,10 +78,13 @@ def load_model(spec, weights=None, num_classes=None):
     from vidtr_keras.models import build_model, preset_names
 
     notes = []
+    overrides = dict(overrides or {})
     spec = os.fspath(spec)
     if os.path.isdir(spec):
         if not run_dir.is_run_dir(spec):
-            raise FileNotFoundError(f"{spec!r} is a directory without a {run_dir.CHECKPOINT_FILE} (not a `vidtr train` output).")
+            raise FileNotFoundError(
+                f"{spec!r} is a directory without a {run_dir.CHECKPOINT_FILE} (not a `vidtr train` output)."
+            )
         spec = run_dir.last_model_path(spec)
         notes.append(f"last checkpoint {spec}")
     if spec.endswith(".keras"):
@@ -89,6 +92,11 @@ def load_model(spec, weights=None, num_classes=None):
             raise FileNotFoundError(f"No model file at {spec!r}.")
         import vidtr_keras  # noqa: F401 - registers the serialisable classes
 
+        if overrides:
+            raise ValueError(
+                f"`model` {spec!r} is a saved model, which keeps its own configuration; "
+                f"{sorted(overrides)} apply only to a model built from a preset."
+            )
         model = keras.saving.load_model(spec, compile=False)
         if not notes:
             notes.append(f"model {spec}")
@@ -106,7 +114,7 @@ def load_model(spec, weights=None, num_classes=None):
         if weights.endswith(".weights.h5"):
             stored = _num_classes_in_weights_file(weights)
             if model is None:
-                model = build_model(spec, num_classes=stored or num_classes)
+                model = build_model(spec, num_classes=stored or num_classes, **overrides)
             try:
                 model.load_weights(weights)
             except ValueError as err:
@@ -118,7 +126,7 @@ def load_model(spec, weights=None, num_classes=None):
             state_dict = gluonmm.load_checkpoint(weights)
             stored = int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict else None
             if model is None:
-                model = build_model(spec, num_classes=stored or num_classes)
+                model = build_model(spec, num_classes=stored or num_classes, **overrides)
             elif stored is not None:
                 model = replace_head(model, stored)
             gluonmm.load_state_dict(model, state_dict, context=f"`weights` {weights}")
@@ -126,13 +134,12 @@ def load_model(spec, weights=None, num_classes=None):
         else:
             raise ValueError(f"`weights` {weights!r}: expected a .weights.h5, .pth, .pt or .npz file.")
     if model is None:
-        model = build_model(spec, num_classes=num_classes)
+        model = build_model(spec, num_classes=num_classes, **overrides)
         notes.append(f"preset {spec} (randomly initialised)")
     if num_classes is not None and getattr(model, "num_classes", None) not in (None, int(num_classes)):
         notes.append(f"classifier replaced: {model.num_classes} -> {num_classes} classes (new, untrained)")
         model = replace_head(model, num_classes)
     return model, notes
-
 
 
 @dataclasses.dataclass
@@ -145,7 +152,6 @@ class ClipGeometry:
 
     def describe(self):
         return f"{self.clip_len}x{self.rate} frames at {self.crop_size}x{self.crop_size} px"
-
 
 
 def clip_geometry(model, clip_len=None, rate=None, crop_size=None):
@@ -164,7 +170,6 @@ def clip_geometry(model, clip_len=None, rate=None, crop_size=None):
     return ClipGeometry(int(clip_len), int(rate), int(crop_size))
 
 
-
 def parse_views(text):
     """'10x3' -> (10, 3): windows x crops (crops 1 or 3)."""
     try:
@@ -176,7 +181,6 @@ def parse_views(text):
     return clips, crops
 
 
-
 def _scores(logits, multi_label):
     logits = np.asarray(logits, np.float64)
     if multi_label:
@@ -184,7 +188,6 @@ def _scores(logits, multi_label):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=-1, keepdims=True)
-
 
 
 def predict_views(model, views, batch_size=6, multi_label=False):
@@ -203,13 +206,11 @@ def predict_views(model, views, batch_size=6, multi_label=False):
     return _scores(np.concatenate(out), multi_label)
 
 
-
-def predict_video(model, path, geometry=None, num_clips=10, num_crops=3, batch_size=6, half_tick=False, multi_label=False):
+def predict_video(
+    model, path, geometry=None, num_clips=10, num_crops=3, batch_size=6, half_tick=False, multi_label=False
+):
     """Scores of one video, averaged over its views: (scores (classes,), ClipViews)."""
     geometry = geometry or clip_geometry(model)
-    views = load_views(
-        path, geometry.clip_len, geometry.rate, geometry.crop_size, num_clips, num_crops, half_tick
-    )
+    views = load_views(path, geometry.clip_len, geometry.rate, geometry.crop_size, num_clips, num_crops, half_tick)
     scores = predict_views(model, views.views, batch_size, multi_label)
     return scores.mean(axis=0), views
-

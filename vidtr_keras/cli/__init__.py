@@ -20,7 +20,12 @@ COMMAND_MODULES = [
     "model",
     "convert",
     "data",
+    "procedural",
     "complexity",
+    "benchmark",
+    "explain",
+    "video",
+    "export",
 ]
 
 

@@ -5,7 +5,6 @@ import pathlib
 import subprocess
 import sys
 
-
 from vidtr_keras.cli import console as _console
 
 
@@ -46,6 +45,27 @@ def cmd_info(args):
         ),
         ("attention-map elements per clip", f"{sum(mem.attention_map_elements):,}"),
     ]
+    if args.memory is not None:
+        from vidtr_keras.complexity.memory import fits_in_memory
+
+        fit = fits_in_memory(
+            spec,
+            args.memory * gib,
+            batch_size=args.batch,
+            optimizer_slots=args.optimizer_slots,
+            remat=args.remat,
+            mixed_precision=args.mixed_precision,
+        )
+        chosen = (("remat", args.remat), ("mixed_bfloat16", args.mixed_precision))
+        options = ", ".join(name for name, on in chosen if on)
+        rows.append(
+            (
+                f"fits in {args.memory:g} GiB{f' ({options})' if options else ''}?",
+                f"{'yes' if fit.fits else 'NO'}: needs about {fit.required_bytes / gib:.2f} GiB (runtime "
+                f"{fit.runtime_bytes / gib:.1f} + state {fit.state_bytes / gib:.2f} + activations "
+                f"{fit.activation_bytes / gib:.2f} x {1 + fit.margin:.2f})",
+            )
+        )
     for what, value in rows:
         table.add_row(what, value)
     console.print(table)
@@ -77,8 +97,19 @@ def add_info_command(subparsers):
     p.add_argument("--image-size", type=int, default=None, help="frame size (default: the preset's)")
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--batch", type=int, default=1, help="clips per training step for the memory estimate")
-    p.add_argument("--optimizer-slots", type=int, default=1, help="optimizer tensors per parameter (1: SGD momentum, the paper's)")
+    p.add_argument(
+        "--optimizer-slots", type=int, default=1, help="optimizer tensors per parameter (1: SGD momentum, the paper's)"
+    )
     p.add_argument("--layers", action="store_true", help="also print the per-layer breakdown")
+    p.add_argument(
+        "--memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="say whether a training step fits in this many GiB (analytic, nothing is allocated)",
+    )
+    p.add_argument("--remat", action="store_true", help="for --memory: with rematerialised encoder blocks")
+    p.add_argument("--mixed-precision", action="store_true", help="for --memory: with mixed_bfloat16")
     p.set_defaults(func=cmd_info)
     return p
 
@@ -95,7 +126,9 @@ def _repository_root():
 def cmd_reproduce(args):
     root = _repository_root()
     if root is None:
-        _console().print("[red]error:[/red] reproduce/ is only in a source checkout of vidtr-keras (not installed with the package).")
+        _console().print(
+            "[red]error:[/red] reproduce/ is only in a source checkout of vidtr-keras (not installed with the package)."
+        )
         return 2
     cmd = [sys.executable, "-m", "reproduce", args.name]
     if args.quick:

@@ -18,11 +18,11 @@ def cmd_convert(args):
     elif config not in gluonmm.RELEASED_CONFIGS:
         try:
             config = json.loads(config)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
             raise ValueError(
                 f"--config {args.config!r} is neither a JSON file, a JSON string nor a released model "
                 f"({', '.join(gluonmm.RELEASED_CONFIGS)})."
-            )
+            ) from err
     if not (args.output.endswith(".keras") or args.output.endswith(".weights.h5")):
         raise ValueError(f"--output must end in .keras or .weights.h5, got {args.output!r}.")
     with console.status(f"reading {args.checkpoint}"):
@@ -94,10 +94,18 @@ def _register_inflate(subparsers):
     )
     p.add_argument("--preset", required=True, help="the VidTr preset to build (see `vidtr presets`)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the preset's)")
-    p.add_argument("--tubelet-init", choices=vit_module.TUBELET_INITS, default="central",
-                   help="how an image patch kernel spreads over a tubelet of t > 1 frames")
-    p.add_argument("--num-heads", type=int, default=None,
-                   help="the ViT's heads, to check them (timm state dicts do not record them)")
+    p.add_argument(
+        "--tubelet-init",
+        choices=vit_module.TUBELET_INITS,
+        default="central",
+        help="how an image patch kernel spreads over a tubelet of t > 1 frames",
+    )
+    p.add_argument(
+        "--num-heads",
+        type=int,
+        default=None,
+        help="the ViT's heads, to check them (timm state dicts do not record them)",
+    )
     p.add_argument("--output", required=True, help="out.keras (whole model) or out.weights.h5")
     p.set_defaults(func=cmd_inflate)
     return p
@@ -106,7 +114,11 @@ def _register_inflate(subparsers):
 def register(subparsers):
     p = subparsers.add_parser("convert", help="convert an official checkpoint (.pth or .npz) to .keras / .weights.h5")
     p.add_argument("checkpoint")
-    p.add_argument("--config", required=True, help="released model name, JSON file or JSON string of the official constructor arguments")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="released model name, JSON file or JSON string of the official constructor arguments",
+    )
     p.add_argument("--output", required=True)
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"))
     p.set_defaults(func=cmd_convert)

@@ -35,6 +35,10 @@ def cmd_predict(args):
     """`vidtr predict`: top-k classes of one video, scores averaged over its views."""
     from rich.table import Table
 
+    if args.timeline or args.plot:  # sliding windows over the whole video instead of 10x3 views
+        from vidtr_keras.cli.video import cmd_predict_timeline
+
+        return cmd_predict_timeline(args)
     console = _console()
     if not os.path.exists(args.video):
         raise FileNotFoundError(f"No video at {args.video!r}.")
@@ -43,7 +47,9 @@ def cmd_predict(args):
     with console.status(f"loading {args.model}"):
         model, notes = load_model(args.model, args.weights, num_classes=None)
     if names is not None and len(names) != model.output_shape[-1]:
-        raise ValueError(f"--labels {args.labels!r} names {len(names)} classes; the model has {model.output_shape[-1]}.")
+        raise ValueError(
+            f"--labels {args.labels!r} names {len(names)} classes; the model has {model.output_shape[-1]}."
+        )
     geometry = clip_geometry(model, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size)
     with console.status(f"decoding {num_clips}x{num_crops} views of {args.video}"):
         scores, views = predict_video(
@@ -70,11 +76,12 @@ def cmd_predict(args):
             "num_frames": int(views.num_frames),
             "short": bool(views.short),
             "views": len(views.views),
-            "top": [{"class": int(i), "name": _class_name(names, int(i)), "probability": float(scores[i])} for i in top],
+            "top": [
+                {"class": int(i), "name": _class_name(names, int(i)), "probability": float(scores[i])} for i in top
+            ],
         }
         run_dir.write_json(args.json, result)
     return 0
-
 
 
 def cmd_evaluate(args):
@@ -120,7 +127,10 @@ def cmd_evaluate(args):
     table = Table(title=f"{args.annotations}: {report['videos_read']} videos read, {report['videos_failed']} failed")
     for col in ("level", "top-1", "top-5") + (("mAP",) if report["multi_label"] else ()):
         table.add_column(col)
-    for level, key, unit in (("clip (every view)", "clip_level", "views"), ("video (views averaged)", "video_level", "videos")):
+    for level, key, unit in (
+        ("clip (every view)", "clip_level", "views"),
+        ("video (views averaged)", "video_level", "videos"),
+    ):
         row = report[key]
         if row is None:
             continue
@@ -130,7 +140,10 @@ def cmd_evaluate(args):
         table.add_row(*cells)
     console.print(table)
     for item in report["failed"]:
-        console.print(f"[yellow]skipped[/yellow] {escape(item['file'])}:{item['line']}: {escape(item['problem'])}", highlight=False)
+        console.print(
+            f"[yellow]skipped[/yellow] {escape(item['file'])}:{item['line']}: {escape(item['problem'])}",
+            highlight=False,
+        )
     if report["short_videos"]:
         console.print(
             f"{len(report['short_videos'])} video(s) shorter than one {geometry.clip_len}x{geometry.rate}-frame window "
@@ -144,7 +157,6 @@ def cmd_evaluate(args):
     return 0
 
 
-
 def cmd_train(args):
     """`vidtr train`: the released recipe, a checkpoint per epoch, `--resume`, a CSV log."""
     # Every TrainConfig field is a flag of the same name; a few need translating.
@@ -152,6 +164,7 @@ def cmd_train(args):
     given.update(
         epochs=args.epochs if args.epochs is not None else RELEASED_EPOCHS,
         check_videos=not args.no_check_videos,
+        flip=not args.no_flip,
         multi_label=True if args.multi_label else None,
     )
     config = TrainConfig(**given)
@@ -191,7 +204,8 @@ def cmd_make_demo_data(args):
     )
     console = _console()
     console.print(
-        f"wrote {args.classes * args.videos_per_class + 2} videos ({height}x{width} px, {args.frames[0]}-{args.frames[1]} "
+        f"wrote {args.classes * args.videos_per_class + 2} videos ({height}x{width} px, "
+        f"{args.frames[0]}-{args.frames[1]} "
         f"frames, {args.extension}) under {written['root']}:\n  "
         + "\n  ".join(f"{k}: {v}" for k, v in written.items() if k != "root")
         + "\n(test.txt adds a corrupt file and a 4-frame video to the validation videos, to see them reported)",
@@ -200,22 +214,26 @@ def cmd_make_demo_data(args):
     return 0
 
 
-
 def _add_model_args(p):
     p.add_argument("--model", required=False, help="preset name, .keras file or `vidtr train` output directory")
-    p.add_argument("--weights", default=None, help=".weights.h5 or official .pth/.npz checkpoint to load into the model")
-    p.add_argument("--rate", type=int, default=None, help="frame sampling rate (default: 64 // clip length, e.g. 8 for 8 frames)")
+    p.add_argument(
+        "--weights", default=None, help=".weights.h5 or official .pth/.npz checkpoint to load into the model"
+    )
+    p.add_argument(
+        "--rate", type=int, default=None, help="frame sampling rate (default: 64 // clip length, e.g. 8 for 8 frames)"
+    )
     p.add_argument("--crop-size", type=int, default=None, help="crop side in px (default: the model's image size)")
-
 
 
 def _add_view_args(p):
     p.add_argument("--views", default="10x3", help="windows x crops per video (default 10x3 = 30 views)")
-    p.add_argument("--centered-windows", action="store_true",
-                   help="shift the windows by half a tick (mmaction style) instead of the released loader's starts")
+    p.add_argument(
+        "--centered-windows",
+        action="store_true",
+        help="shift the windows by half a tick (mmaction style) instead of the released loader's starts",
+    )
     p.add_argument("--batch-size", type=int, default=6, help="views per forward pass")
     p.add_argument("--multi-label", action="store_true", help="sigmoid scores (and mAP) instead of softmax")
-
 
 
 def register(subparsers):
@@ -226,6 +244,9 @@ def register(subparsers):
     p.add_argument("--labels", default=None, help="class-names file (one name per line)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the result to this JSON file")
+    from vidtr_keras.cli.video import add_timeline_args
+
+    add_timeline_args(p)
     p.set_defaults(func=_requires_model(cmd_predict))
 
     p = subparsers.add_parser("evaluate", help="multi-view top-1/top-5 (and mAP) on an annotation list, with a report")
@@ -254,23 +275,56 @@ def register(subparsers):
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=1e-5, help="L2 added to the gradient (torch SGD style)")
-    p.add_argument("--milestones", type=int, nargs="+", default=None,
-                   help="epochs where the lr is multiplied by --gamma (default 25 40 of 50, scaled for shorter runs)")
+    p.add_argument(
+        "--milestones",
+        type=int,
+        nargs="+",
+        default=None,
+        help="epochs where the lr is multiplied by --gamma (default 25 40 of 50, scaled for shorter runs)",
+    )
     p.add_argument("--gamma", type=float, default=0.1)
     p.add_argument("--short-side", type=int, default=None, help="training resize (default 256/224 x crop size)")
     p.add_argument("--seed", type=int, default=0, help="makes the run repeatable (data order, augmentation, init)")
     p.add_argument("--workers", type=int, default=1, help="data-loading threads")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --output from its last checkpoint, with that run's settings (only "
-                        "--workers, --distribute and --jit-compile may change; another value is an error)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its last checkpoint, with that run's settings (only "
+        "--workers, --distribute and --jit-compile may change; another value is an error)",
+    )
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
-    p.add_argument("--distribute", choices=("none", "data-parallel"), default=None,
-                   help="data-parallel: split every batch over all devices (JAX, keras.distribution.DataParallel)")
+    p.add_argument(
+        "--distribute",
+        choices=("none", "data-parallel"),
+        default=None,
+        help="data-parallel: split every batch over all devices (JAX, keras.distribution.DataParallel)",
+    )
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto")
+    p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="no random horizontal flips (for classes that a mirror image changes, e.g. moving left/right)",
+    )
+    p.add_argument(
+        "--remat",
+        action="store_true",
+        help="rematerialise every encoder block in the backward pass: less activation memory, about "
+        "one more forward pass of compute",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="bfloat16 compute with float32 weights (keras 'mixed_bfloat16' policy)",
+    )
     p.add_argument("--multi-label", action="store_true", help="binary cross-entropy on multi-hot targets")
-    p.add_argument("--no-check-videos", action="store_true",
-                   help="only check that the videos exist before training, without opening each one")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 none, 1 bar, 2 per epoch")
+    p.add_argument(
+        "--no-check-videos",
+        action="store_true",
+        help="only check that the videos exist before training, without opening each one",
+    )
+    p.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 none, 1 bar, 2 per epoch"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -287,14 +341,14 @@ def register(subparsers):
     return subparsers
 
 
-
 def _requires_model(handler):
     def run(args):
         if not args.model:
-            raise ValueError(f"vidtr {handler.__name__[4:]} needs --model (a preset, a .keras file or a run directory).")
+            raise ValueError(
+                f"vidtr {handler.__name__[4:]} needs --model (a preset, a .keras file or a run directory)."
+            )
         return handler(args)
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
-

@@ -15,7 +15,11 @@ def cmd_presets(args):
         table.add_column(col)
     for name in sorted(PRESETS):
         c = PRESETS[name]["config"]
-        pooling = f"{list(c.get('pool_layers', ()))} drop {list(c.get('frames_dropped', ()))}" if c.get("pool_layers") else "-"
+        pooling = (
+            f"{list(c.get('pool_layers', ()))} drop {list(c.get('frames_dropped', ()))}"
+            if c.get("pool_layers")
+            else "-"
+        )
         table.add_row(name, str(c["num_frames"]), c["attention"], pooling, PRESETS[name]["description"])
     _console().print(table)
     return 0

@@ -16,12 +16,21 @@ talk to them.
 """
 
 from vidtr_keras.complexity.flops import CONVENTIONS, FlopReport, FlopRow, flops
-from vidtr_keras.complexity.memory import MemoryReport, MemoryRow, attention_map_elements, count_parameters, memory
+from vidtr_keras.complexity.memory import (
+    FitReport,
+    MemoryReport,
+    MemoryRow,
+    attention_map_elements,
+    count_parameters,
+    fits_in_memory,
+    memory,
+)
 from vidtr_keras.complexity.spec import LayerShape, ModelSpec, model_spec
 
 __all__ = [
     "CONVENTIONS",
     "FlopReport",
+    "FitReport",
     "FlopRow",
     "LayerShape",
     "MemoryReport",
@@ -29,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "attention_map_elements",
     "count_parameters",
+    "fits_in_memory",
     "flops",
     "memory",
     "model_spec",

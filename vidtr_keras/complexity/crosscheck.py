@@ -202,7 +202,9 @@ def _torch_flops(model, shape):
     with torch.inference_mode(), counter:
         model(clip, training=False)
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
-    return CounterReport("torch", "torch.utils.flop_counter.FlopCounterMode", int(counter.get_total_flops()), None, by_op)
+    return CounterReport(
+        "torch", "torch.utils.flop_counter.FlopCounterMode", int(counter.get_total_flops()), None, by_op
+    )
 
 
 # --- TensorFlow ----------------------------------------------------------------------------------
@@ -270,4 +272,6 @@ def _tensorflow_flops(model, shape):
             flops = 2 * _tf_op_macs(op)
             by_op[op.type] = by_op.get(op.type, 0) + flops
             total += flops
-    return CounterReport("tensorflow", "shapes of the Einsum/MatMul/Conv ops of the traced tf.function graph", total, None, by_op)
+    return CounterReport(
+        "tensorflow", "shapes of the Einsum/MatMul/Conv ops of the traced tf.function graph", total, None, by_op
+    )

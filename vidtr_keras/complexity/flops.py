@@ -1,7 +1,8 @@
 """Analytic multiply-add count of a VidTr model, per layer and component, in two conventions.
 
 Units: a multiply-add (MAC) is one multiplication and one addition. The paper's "GFLOPs" are
-G multiply-adds (PAPER.md section 3), so `FlopReport.gflops` is MACs / 1e9. Backend counters (XLA's
+G multiply-adds (the paper's convention: Tables 2-4 count multiply-adds), so `FlopReport.gflops`
+is MACs / 1e9. Backend counters (XLA's
 cost analysis, `torch.utils.flop_counter`) count a multiply-add as 2 FLOPs: `FlopReport.flops` is
 2 x MACs, the number to compare with them.
 
@@ -120,10 +121,19 @@ def _separable_rows(layer, d, h, m):
     out = [FlopRow(i, "qkv_projection", rows_in * cols * d * 3 * d, f"{rows_in}x{cols} tokens, {d}->{3 * d}")]
 
     def temporal(rows):
-        res = [FlopRow(i, "temporal_qk", cols * rows_in * rows_in * d, f"{cols} columns x {h} heads, {rows_in}x{rows_in} maps")]
+        res = [
+            FlopRow(
+                i, "temporal_qk", cols * rows_in * rows_in * d, f"{cols} columns x {h} heads, {rows_in}x{rows_in} maps"
+            )
+        ]
         if std_topk:
             res.append(
-                FlopRow(i, "pooling_selection", cols * h * kept * rows_in * rows_in, f"select {kept} of {rows_in} rows per map")
+                FlopRow(
+                    i,
+                    "pooling_selection",
+                    cols * h * kept * rows_in * rows_in,
+                    f"select {kept} of {rows_in} rows per map",
+                )
             )
         res.append(FlopRow(i, "temporal_pv", cols * rows * rows_in * d, f"{rows}x{rows_in} maps x values"))
         return res
@@ -137,7 +147,9 @@ def _separable_rows(layer, d, h, m):
     if layer.kind == "temporal_spatial":
         out += temporal(att_rows)
         if std_topk:
-            out.append(FlopRow(i, "pooling_selection", 2 * cols * kept * rows_in * d, "gather q and k of the kept frames"))
+            out.append(
+                FlopRow(i, "pooling_selection", 2 * cols * kept * rows_in * d, "gather q and k of the kept frames")
+            )
         out += spatial(att_rows)
     elif layer.kind == "spatial_temporal":
         out += spatial(rows_in)
@@ -155,7 +167,14 @@ def _separable_rows(layer, d, h, m):
     elif layer.pooling == "conv":
         body_in, body_out = layer.frames_in, layer.frames_out
         stride = body_in // body_out
-        out.append(FlopRow(i, "token_pooling", body_out * cols * d * d * stride, f"conv stride {stride}, {body_in}->{body_out} frames"))
+        out.append(
+            FlopRow(
+                i,
+                "token_pooling",
+                body_out * cols * d * d * stride,
+                f"conv stride {stride}, {body_in}->{body_out} frames",
+            )
+        )
     tokens = layer.tokens_out + layer.bypass_tokens
     out.append(FlopRow(i, "mlp", tokens * 2 * d * m, f"{tokens} tokens, {d}->{m}->{d}"))
     return out
@@ -176,7 +195,12 @@ def _embedding_row(spec):
     pt, ph, pw = spec.patch_size
     tokens = spec.token_frames * spec.patches_per_frame
     kernel = spec.num_channels * pt * ph * pw
-    return FlopRow(None, "patch_embedding", tokens * spec.hidden_dim * kernel, f"{tokens} tubelets of {kernel} values -> {spec.hidden_dim}")
+    return FlopRow(
+        None,
+        "patch_embedding",
+        tokens * spec.hidden_dim * kernel,
+        f"{tokens} tubelets of {kernel} values -> {spec.hidden_dim}",
+    )
 
 
 def flops(model_or_preset, convention="full", frames=None, image_size=None, num_classes=None, **overrides):

@@ -196,7 +196,9 @@ def xla_training_memory(model_or_preset, batch_size=1, frames=None, image_size=N
     return info
 
 
-def torch_saved_tensors(model_or_preset, batch_size=1, frames=None, image_size=None, num_classes=None, device="meta", **overrides):
+def torch_saved_tensors(
+    model_or_preset, batch_size=1, frames=None, image_size=None, num_classes=None, device="meta", **overrides
+):
     """Bytes of the tensors PyTorch autograd saves for the backward pass of one training forward.
 
     Views count once (by their base tensor); parameters are left out. On the "meta" device nothing is

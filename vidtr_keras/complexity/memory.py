@@ -64,6 +64,7 @@ class MemoryReport:
         optimizer_slots: optimizer state tensors per parameter (0 plain SGD, 1 SGD momentum, 2 Adam).
         attention_map_elements: [per layer, elements of the attention maps of one clip, summed over
             the layer's steps and heads].
+        remat: rows describe a rematerialised model (`VidTrBackbone(remat=True)`).
     """
 
     spec: object
@@ -73,6 +74,7 @@ class MemoryReport:
     dtype_bytes: int
     optimizer_slots: int
     attention_map_elements: list
+    remat: bool = False
 
     @property
     def activation_bytes(self):
@@ -169,7 +171,7 @@ def _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on):
     n_in = layer.tokens_in + layer.bypass_tokens
     std_topk = layer.pooling == "std_topk"
     n_out = layer.tokens_out + layer.bypass_tokens  # tokens after the attention (std-topK) / pooling
-    n_att = (layer.rows_out * layer.columns if std_topk else layer.tokens_in)  # attention output tokens
+    n_att = layer.rows_out * layer.columns if std_topk else layer.tokens_in  # attention output tokens
     maps = attention_map_elements(layer, h)
     map_elements = sum(maps.values())
     rows = []
@@ -212,6 +214,7 @@ def memory(
     dtype_bytes=4,
     optimizer_slots=0,
     training=True,
+    remat=False,
     **overrides,
 ):
     """Analytic training memory of one step (see the module docstring for what is counted).
@@ -226,6 +229,9 @@ def memory(
             momentum as the paper trains, 2 for Adam).
         training: with dropout (the rates of the config); False counts the same tensors without the
             dropout masks and copies, as a model with dropout off would keep.
+        remat: the model rematerialises its encoder blocks (`VidTrBackbone(remat=True)`): each block
+            keeps only its input ("block_input"), and the backward pass holds the full activations
+            of one block at a time, the largest ("recomputed_block", layer None).
         **overrides: other backbone arguments.
 
     Returns:
@@ -241,12 +247,127 @@ def memory(
     dropout_on = training and spec.dropout > 0
     att_dropout_on = training and spec.attention_dropout > 0
     h, w = spec.image_size
-    rows = [MemoryRow(None, "embedding", b * spec.num_channels * spec.num_frames * h * w, b * spec.num_channels * spec.num_frames * h * w * fb)]
+    rows = [
+        MemoryRow(
+            None,
+            "embedding",
+            b * spec.num_channels * spec.num_frames * h * w,
+            b * spec.num_channels * spec.num_frames * h * w * fb,
+        )
+    ]
     map_counts = []
+    largest_block = 0
     for layer in spec.layers():
-        rows += _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on)
+        layer_rows = _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on)
+        if remat:
+            largest_block = max(largest_block, sum(r.bytes for r in layer_rows))
+            kept = b * (layer.tokens_in + layer.bypass_tokens) * spec.hidden_dim
+            layer_rows = [MemoryRow(layer.index, "block_input", kept, kept * fb)]
+        rows += layer_rows
         map_counts.append(sum(attention_map_elements(layer, spec.num_heads).values()))
+    if remat:
+        rows.append(MemoryRow(None, "recomputed_block", largest_block // fb, largest_block))
     last = spec.layers()[-1]
     final_tokens = last.tokens_out + last.bypass_tokens
-    rows.append(MemoryRow(None, "head", b * (final_tokens + 1) * spec.hidden_dim, b * (final_tokens + 1) * spec.hidden_dim * fb))
-    return MemoryReport(spec, b, rows, count_parameters(spec), fb, int(optimizer_slots), map_counts)
+    rows.append(
+        MemoryRow(None, "head", b * (final_tokens + 1) * spec.hidden_dim, b * (final_tokens + 1) * spec.hidden_dim * fb)
+    )
+    return MemoryReport(spec, b, rows, count_parameters(spec), fb, int(optimizer_slots), map_counts, bool(remat))
+
+
+# Resident memory of the process before any model exists: the interpreter, Keras and the backend
+# library (measured on this project's CPU machine: 0.6-1.1 GiB depending on the backend).
+RUNTIME_BYTES = 1 << 30
+
+
+@dataclasses.dataclass(frozen=True)
+class FitReport:
+    """Whether one training step fits in a memory budget, by the analytic model.
+
+    Attributes:
+        fits: required_bytes <= available_bytes.
+        required_bytes: runtime + state + activations x (1 + margin).
+        available_bytes: the budget.
+        activation_bytes: what the forward pass keeps (`MemoryReport.activation_bytes`).
+        state_bytes: float32 parameters, gradients and optimizer slots.
+        runtime_bytes: the process before any model exists.
+        margin: fraction added to the activations for backend temporaries.
+        remat, mixed_precision: the options the estimate is for.
+    """
+
+    fits: bool
+    required_bytes: int
+    available_bytes: int
+    activation_bytes: int
+    state_bytes: int
+    runtime_bytes: int
+    margin: float
+    remat: bool
+    mixed_precision: bool
+
+
+def fits_in_memory(
+    model_or_preset,
+    available_bytes,
+    batch_size=1,
+    frames=None,
+    image_size=None,
+    num_classes=None,
+    optimizer_slots=1,
+    remat=False,
+    mixed_precision=False,
+    runtime_bytes=RUNTIME_BYTES,
+    margin=0.15,
+    **overrides,
+):
+    """Predicts, before anything is allocated, whether a training step fits in `available_bytes`.
+
+    Args:
+        model_or_preset: as for `memory`.
+        available_bytes: the memory budget (e.g. the machine's RAM), bytes.
+        batch_size, frames, image_size, num_classes: the step's clips and classifier.
+        optimizer_slots: 1 for SGD with momentum (the paper's optimizer), 2 for Adam.
+        remat: with rematerialised encoder blocks.
+        mixed_precision: `mixed_bfloat16`: activations in 2 bytes, variables stay float32.
+        runtime_bytes: memory of the process before the model (interpreter and libraries).
+        margin: fraction of the activations added for the backend's temporaries.
+        **overrides: other backbone arguments.
+
+    Returns:
+        a `FitReport`.
+
+    Example:
+    >>> fits_in_memory("vidtr_s", 8 * 2**30, frames=64).fits
+    False
+    >>> fits_in_memory("vidtr_s", 8 * 2**30, frames=64, remat=True).fits
+    True
+    """
+    if available_bytes <= 0:
+        raise ValueError(f"available_bytes must be positive, got {available_bytes}.")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}.")
+    report = memory(
+        model_or_preset,
+        batch_size=batch_size,
+        frames=frames,
+        image_size=image_size,
+        num_classes=num_classes,
+        dtype_bytes=2 if mixed_precision else 4,
+        optimizer_slots=optimizer_slots,
+        remat=remat,
+        **overrides,
+    )
+    state = report.parameters * 4 * (2 + report.optimizer_slots)
+    activations = report.activation_bytes
+    required = int(runtime_bytes + state + activations * (1.0 + margin))
+    return FitReport(
+        fits=required <= available_bytes,
+        required_bytes=required,
+        available_bytes=int(available_bytes),
+        activation_bytes=int(activations),
+        state_bytes=int(state),
+        runtime_bytes=int(runtime_bytes),
+        margin=float(margin),
+        remat=bool(remat),
+        mixed_precision=bool(mixed_precision),
+    )

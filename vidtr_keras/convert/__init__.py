@@ -1,6 +1,6 @@
-"""Weight converters: official gluonmm checkpoints (`gluonmm`)."""
+"""Weight converters: official gluonmm checkpoints (`gluonmm`) and ImageNet ViT inflation (`vit`, readers
+in `vit_readers`); checkpoint files are read in one place (`io`)."""
 
-from vidtr_keras.convert import gluonmm
-from vidtr_keras.convert import vit
+from vidtr_keras.convert import gluonmm, io, vit
 
-__all__ = ["gluonmm", "vit"]
+__all__ = ["gluonmm", "io", "vit"]

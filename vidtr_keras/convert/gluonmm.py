@@ -7,25 +7,60 @@ official weights' manifest): `conv_stem.weight` (d, C, t, h, w), `encoder.layers
 """
 
 import json
-import math
-import os
 
 import numpy as np
 
+from vidtr_keras.convert import io
 from vidtr_keras.models.backbone import VidTrBackbone
 from vidtr_keras.models.classifier import VidTrClassifier
+from vidtr_keras.models.config import BackboneConfig
+from vidtr_keras.models.presets import PRESETS, official_presets
 
 OFFICIAL_CLASSES = ("VidTr", "CompactVidTr")
 
-# The constructor arguments of the released full-size models (from their manifest).
-_VIT_B = {"d_model": 768, "nhead": 12, "num_encoder_layers": 12, "dim_feedforward": 3072,
-          "patch_size": [1, 16, 16], "normalize_before": True, "activity_num": 400, "dropout": 0.1}
+
+def official_config(config, num_classes=400):
+    """The official constructor arguments (plus `cls`) of a backbone config: the inverse of
+    `backbone_config` for the configurations the official code can express.
+
+    Args:
+        config: `VidTrBackbone` arguments (a dict, e.g. a preset's "config") or a `BackboneConfig`.
+        num_classes: the classifier width (`activity_num`).
+    """
+    c = config if isinstance(config, BackboneConfig) else BackboneConfig(**config)
+    out = {
+        "d_model": c.hidden_dim,
+        "nhead": c.num_heads,
+        "num_encoder_layers": c.num_layers,
+        "dim_feedforward": c.mlp_dim,
+        "patch_size": list(c.patch_size),
+        "normalize_before": True,
+        "activity_num": int(num_classes),
+        "dropout": c.dropout,
+        "temporal_size": c.num_frames,
+    }
+    if c.pool_layers:
+        return {
+            "cls": "CompactVidTr",
+            **out,
+            "layer_pool": list(c.pool_layers),
+            "number_of_keys": list(c.frames_dropped),
+        }
+    if c.attention == "joint":
+        return {"cls": "VidTr", **out, "merge_later": True, "merge_index": -1}
+    if c.attention != "temporal_spatial" or c.class_token_layout != "grid":
+        raise ValueError(
+            f"attention={c.attention!r} with class_token_layout={c.class_token_layout!r} has no official "
+            "constructor (the official code has the vanilla, VidTr and C-VidTr models only)."
+        )
+    # merge_index is unused when merge_later is False; the released configs carry 6.
+    return {"cls": "VidTr", **out, "merge_later": False, "merge_index": 6}
+
+
+# The constructor arguments of the released full-size models, from the presets that carry their names.
 RELEASED_CONFIGS = {
-    "vidtr_s_8x8_patch16_224_k400": {"cls": "VidTr", **_VIT_B, "temporal_size": 8, "merge_later": False, "merge_index": 6},
-    "vidtr_m_16x4_patch16_224_k400": {"cls": "VidTr", **_VIT_B, "temporal_size": 16, "merge_later": False, "merge_index": 6},
-    "vidtr_l_32x2_patch16_224_k400": {"cls": "VidTr", **_VIT_B, "temporal_size": 32, "merge_later": False, "merge_index": 6},
-    "cvidtr_s_8x8_patch16_224_k400": {"cls": "CompactVidTr", **_VIT_B, "temporal_size": 8, "layer_pool": [1, 3, 5], "number_of_keys": [2, 2, 2]},
-    "cvidtr_m_16x4_patch16_224_k400": {"cls": "CompactVidTr", **_VIT_B, "temporal_size": 16, "layer_pool": [1, 2, 4], "number_of_keys": [8, 4, 2]},
+    PRESETS[preset]["official_name"]: official_config(PRESETS[preset]["config"], PRESETS[preset]["num_classes"])
+    for preset in official_presets().values()
 }
 
 
@@ -54,13 +89,9 @@ def _listing(items, limit=20):
 
 
 def strip_prefix(state_dict):
-    """Removes DistributedDataParallel's `module.` prefix and converts tensors to numpy arrays."""
-    out = {}
-    for name, value in state_dict.items():
-        if name.startswith("module."):
-            name = name[len("module.") :]
-        out[name] = np.asarray(value)
-    return out
+    """Unwraps a training checkpoint ({'model': state_dict, ...}), removes DistributedDataParallel's
+    `module.` prefix and converts tensors to float32 numpy arrays."""
+    return io.arrays_of(io.unwrap_state_dict(state_dict, "official checkpoint"))
 
 
 def _class_of(config):
@@ -70,15 +101,6 @@ def _class_of(config):
     if cls not in OFFICIAL_CLASSES:
         raise ValueError(f"Unknown official class {cls!r}; expected one of {OFFICIAL_CLASSES}.")
     return cls
-
-
-def _grid_side(num_patches, what):
-    side = int(round(math.sqrt(max(num_patches, 0))))
-    if num_patches <= 0 or side * side != num_patches:
-        raise ValueError(
-            f"{what}: {num_patches} patches per frame is not a square grid; pass image_size=(h, w)."
-        )
-    return side
 
 
 def backbone_config(config, state_dict=None, image_size=None):
@@ -143,7 +165,7 @@ def backbone_config(config, state_dict=None, image_size=None):
                 f"official {cls} config (temporal_size={frames}, {out['class_token_layout']} class-token "
                 f"layout; is the checkpoint for another model?)"
             )
-            side = _grid_side(s, what) if s > 0 else _grid_side(-1, what)
+            side = io.grid_side(s if s > 0 else -1, what + "; pass image_size=(h, w)")
             image_size = (side * patch[1], side * patch[2])
     out["image_size"] = image_size
     return out
@@ -273,38 +295,10 @@ def from_state_dict(state_dict, config, image_size=None, head_dropout=0.5, name=
 
 
 def load_checkpoint(path):
-    """Reads an official checkpoint into a numpy state dict.
+    """Reads an official checkpoint into a numpy state dict (see `vidtr_keras.convert.io`).
 
     `.pth`/`.pt` (PyTorch, imported lazily): a trained checkpoint {'model': state_dict, 'epoch': ...}
-    or a bare state dict. `.npz`: arrays by name (a `sd/` prefix, as in the test fixtures, is removed).
+    or a bare state dict; `.safetensors`; `.npz`: arrays by name (the `sd/` layout of the test
+    fixtures keeps only those tensors). The `module.` prefix is removed.
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No checkpoint at {path!r}.")
-    if path.endswith(".npz"):
-        with np.load(path) as data:
-            return strip_prefix(
-                {k[3:] if k.startswith("sd/") else k: data[k] for k in data.files if k not in ("input", "logits", "config_json")}
-            )
-    try:
-        import torch  # lazily: only .pth files need it
-    except ImportError as err:
-        raise ImportError(
-            f"Reading the PyTorch checkpoint {path!r} needs torch: pip install 'vidtr-keras[torch]' "
-            "(or convert it to .npz where torch is installed)."
-        ) from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - report any unreadable file the same way
-        raise ValueError(f"Could not read {path!r} as a PyTorch checkpoint: {err}") from err
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "model_state"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path!r} holds no state dict (found {type(obj).__name__}).")
-    arrays = {}
-    for name, value in obj.items():
-        if hasattr(value, "detach"):
-            arrays[name] = value.detach().cpu().float().numpy()
-    return strip_prefix(arrays)
+    return io.read_state_dict(path, "checkpoint")

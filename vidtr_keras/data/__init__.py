@@ -1,5 +1,5 @@
 """The data pipeline: OpenCV decoding, the official clip sampling, transforms, annotation lists and a
-Keras `PyDataset` (PAPER.md section 1.5). Nothing here imports the models.
+Keras `PyDataset` (the official gluonmm data recipe). Nothing here imports the models.
 
 Example:
 >>> from vidtr_keras import data
@@ -23,6 +23,7 @@ from vidtr_keras.data.dataset import (
     load_val_clip,
     load_views,
 )
+from vidtr_keras.data.procedural import ProceduralDataset, write_benchmark
 from vidtr_keras.data.sampling import (
     is_short,
     train_clip_indices,
@@ -51,6 +52,7 @@ __all__ = [
     "ClipViews",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ProceduralDataset",
     "TruncatedVideoError",
     "VideoClipDataset",
     "VideoDecodeError",
@@ -76,4 +78,5 @@ __all__ = [
     "view_window_starts",
     "window_indices",
     "window_length",
+    "write_benchmark",
 ]

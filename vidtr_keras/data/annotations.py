@@ -1,8 +1,8 @@
 """Annotation lists and class-name files.
 
 Two list formats, chosen by the file name (`.csv` -> CSV) or `fmt`:
-- the official one: one video per line, space separated, `path num_frames label` (PAPER.md section
-  1.5); multi-label lists (Charades-style) give several labels, as more fields or comma separated:
+- the official one: one video per line, space separated, `path num_frames label` (gluonmm's list
+  format); multi-label lists (Charades-style) give several labels, as more fields or comma separated:
   `path num_frames 3 17` or `path num_frames 3,17`;
 - CSV: `path,label` (an optional header row `path,label`); several labels separated by `;`.
 Labels are class indices, or class names when a class-names file is given. Blank lines and lines

@@ -1,6 +1,6 @@
 """Clips and views from video files, and a `keras.utils.PyDataset` of training/validation batches.
 
-- `load_train_clip`: the official training sample (random window, PAPER.md 1.5 augmentation).
+- `load_train_clip`: the official training sample (random window, the released configs' augmentation).
 - `load_val_clip`: the official validation-during-training sample (random window, centre crop).
 - `load_views`: the test views of one video, num_clips windows x num_crops crops (10 x 3 = 30).
 - `VideoClipDataset`: batches for `model.fit`; every random choice of item i in epoch e comes from a
@@ -55,7 +55,9 @@ class ClipViews:
     size: tuple = None
 
 
-def load_train_clip(path, clip_len, rate, crop_size, rng, short_side=None, scale_range=transforms.RESCALE_RANGE, flip=True):
+def load_train_clip(
+    path, clip_len, rate, crop_size, rng, short_side=None, scale_range=transforms.RESCALE_RANGE, flip=True
+):
     """One augmented training clip (clip_len, crop, crop, 3) float32 and its frame indices."""
     reader = VideoReader(path)
     frames, indices = read_sampled(reader, lambda n: sampling.train_clip_indices(n, clip_len, rate, rng))
@@ -79,7 +81,11 @@ def load_views(path, clip_len, rate, crop_size, num_clips=10, num_crops=3, half_
     views = [transforms.view_crops(clip, crop_size, num_crops, normalized=normalized) for clip in frames]
     views = np.concatenate(views, axis=0)
     return ClipViews(
-        views, indices, reader.num_frames, sampling.is_short(reader.num_frames, clip_len, rate), (reader.height, reader.width)
+        views,
+        indices,
+        reader.num_frames,
+        sampling.is_short(reader.num_frames, clip_len, rate),
+        (reader.height, reader.width),
     )
 
 
@@ -252,7 +258,9 @@ class VideoClipDataset(keras.utils.PyDataset):
         self._lock = threading.Lock()
 
 
-def iter_views(records, root=None, clip_len=8, rate=8, crop_size=224, num_clips=10, num_crops=3, half_tick=False, workers=1):
+def iter_views(
+    records, root=None, clip_len=8, rate=8, crop_size=224, num_clips=10, num_crops=3, half_tick=False, workers=1
+):
     """Yields (record, ClipViews, None) or (record, None, error message) for every record, in order.
 
     Decoding runs in `workers` threads (OpenCV releases the GIL) at most 2 x workers videos ahead.
@@ -261,7 +269,11 @@ def iter_views(records, root=None, clip_len=8, rate=8, crop_size=224, num_clips=
 
     def work(record):
         try:
-            return record, load_views(record.resolve(root), clip_len, rate, crop_size, num_clips, num_crops, half_tick), None
+            return (
+                record,
+                load_views(record.resolve(root), clip_len, rate, crop_size, num_clips, num_crops, half_tick),
+                None,
+            )
         except VIDEO_ERRORS as err:
             return record, None, str(err)
 

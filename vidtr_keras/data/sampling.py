@@ -1,4 +1,4 @@
-"""Which frames make a clip: the official loader's training and test sampling (PAPER.md section 1.5).
+"""Which frames make a clip: the official loader's training and test sampling (gluonmm's video loader).
 
 A clip is `clip_len` frames taken every `rate` frames, i.e. it spans a window of
 L = clip_len x rate consecutive frames (8 x 8 for VidTr-S, 16 x 4 for -M, 32 x 2 for -L).

@@ -1,4 +1,4 @@
-"""Spatial transforms of clips (frames, height, width, 3) uint8, the recipe of PAPER.md section 1.5.
+"""Spatial transforms of clips (frames, height, width, 3) uint8, the recipe of the released gluonmm configs.
 
 Training: short side -> `short_side` (256 for 224 crops), random rescale x U(1, 1.25) of both sides,
 horizontal flip with probability 0.5, random `crop_size` crop, ImageNet mean/std.

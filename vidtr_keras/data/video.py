@@ -9,6 +9,11 @@ sooner (`VideoReader.num_frames` is then the number actually decoded).
 Example:
 >>> reader = VideoReader("clip.mp4")
 >>> frames = reader.read([0, 8, 16])  # (3, height, width, 3) uint8, RGB
+>>> for index, frame in reader.stream(keep=lambda i: i % 8 == 0):  # one pass, one frame in memory
+...     pass
+
+`VideoReader.stream` is the long-video path: one decoding pass, front to back, holding one frame at a
+time (`vidtr_keras.timeline` and `vidtr_keras.features` slide their windows over it).
 """
 
 import os
@@ -147,8 +152,9 @@ class VideoReader:
                         raise VideoDecodeError(self.path, f"frame {position} could not be decoded")
                     if frame.shape[:2] != (self.height, self.width):
                         raise VideoDecodeError(
-                            self.path, f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                            f"{self.width}x{self.height}"
+                            self.path,
+                            f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was "
+                            f"{self.width}x{self.height}",
                         )
                     found[position] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                     next_wanted += 1
@@ -156,6 +162,43 @@ class VideoReader:
         finally:
             cap.release()
         return np.stack([found[int(i)] for i in indices])
+
+    def stream(self, keep=None):
+        """Decodes the video once, front to back, yielding `(index, frame)` for every frame that
+        `keep(index)` accepts (all frames when `keep` is None), as RGB uint8 (H, W, 3).
+
+        Only the frame being yielded is held, so memory does not grow with the video's length (the
+        frames `keep` rejects are decoded but never converted or copied). When the stream ends,
+        `num_frames` becomes the number of frames decoded (`count_is_exact`). Stopping the generator
+        early releases the decoder.
+
+        Raises:
+            VideoDecodeError: no frame could be decoded, a frame could not be retrieved, or a frame
+                has another size than the first.
+        """
+        cv2 = _cv2()
+        cap = self._open()
+        position = 0
+        try:
+            while cap.grab():
+                if keep is None or keep(position):
+                    ok, frame = cap.retrieve()
+                    if not ok or frame is None:
+                        raise VideoDecodeError(self.path, f"frame {position} could not be decoded")
+                    if frame.shape[:2] != (self.height, self.width):
+                        raise VideoDecodeError(
+                            self.path,
+                            f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was "
+                            f"{self.width}x{self.height}",
+                        )
+                    yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                position += 1
+        finally:
+            cap.release()
+        if position == 0:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        self.num_frames = position
+        self.count_is_exact = True
 
     def read_all(self):
         """Every frame, (num_frames, H, W, 3) RGB uint8 (also makes `num_frames` exact)."""
@@ -178,7 +221,8 @@ class VideoReader:
 
     def __repr__(self):
         exact = "" if self.count_is_exact else " (container count)"
-        return f"VideoReader({self.path!r}: {self.num_frames} frames{exact}, {self.width}x{self.height}, {self.fps:g} fps)"
+        size = f"{self.width}x{self.height}"
+        return f"VideoReader({self.path!r}: {self.num_frames} frames{exact}, {size}, {self.fps:g} fps)"
 
 
 def read_sampled(reader, sampler):
@@ -194,4 +238,27 @@ def read_sampled(reader, sampler):
     return frames.reshape(indices.shape + frames.shape[1:]), indices
 
 
-__all__ = ["MIN_VIDEO_BYTES", "TruncatedVideoError", "VideoDecodeError", "VideoReader", "read_sampled"]
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+
+
+def find_videos(folder):
+    """Files under `folder` (recursively, sorted) whose extension is a video container's."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"No folder at {folder!r}.")
+    found = []
+    for directory, subdirs, files in os.walk(folder):
+        subdirs.sort()
+        found.extend(os.path.join(directory, f) for f in sorted(files) if f.lower().endswith(VIDEO_EXTENSIONS))
+    return found
+
+
+__all__ = [
+    "MIN_VIDEO_BYTES",
+    "VIDEO_EXTENSIONS",
+    "TruncatedVideoError",
+    "VideoDecodeError",
+    "VideoReader",
+    "find_videos",
+    "read_sampled",
+]

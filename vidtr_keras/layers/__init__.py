@@ -10,6 +10,7 @@ from vidtr_keras.layers.embedding import (
     TubeletEmbedding,
 )
 from vidtr_keras.layers.encoder import VidTrEncoderBlock
+from vidtr_keras.layers.preprocessing import VidTrPreprocessor
 from vidtr_keras.layers.temporal_pooling import (
     TemporalAveragePooling,
     TemporalConvPooling,
@@ -30,5 +31,6 @@ __all__ = [
     "TopKStdPooling",
     "TubeletEmbedding",
     "VidTrEncoderBlock",
+    "VidTrPreprocessor",
     "std_topk_selection",
 ]

@@ -1,7 +1,32 @@
-"""Small helpers shared by the layers: shape checks and linear resizing of parameter grids."""
+"""Small helpers shared by the layers, models and complexity model: size arguments, shape checks and
+linear resizing of parameter grids."""
 
 import numpy as np
 from keras import ops
+
+
+def _sizes(value, n, name, layout):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (int(value),) * n
+    try:
+        value = tuple(int(v) for v in value)
+    except TypeError as err:
+        raise ValueError(f"{name} must be an int or {layout}, got {value!r}.") from err
+    if len(value) != n:
+        raise ValueError(f"{name} must be an int or {layout}, got {value}.")
+    if any(v <= 0 for v in value):
+        raise ValueError(f"{name} must be positive, got {value}.")
+    return value
+
+
+def to_pair(value, name="value"):
+    """An int or (h, w) -> (h, w) of positive ints; a ValueError naming `name` otherwise."""
+    return _sizes(value, 2, name, "(h, w)")
+
+
+def to_triple(value, name="value"):
+    """An int or (t, h, w) -> (t, h, w) of positive ints; a ValueError naming `name` otherwise."""
+    return _sizes(value, 3, name, "(t, h, w)")
 
 
 def static_dim(x, axis):
@@ -12,9 +37,7 @@ def static_dim(x, axis):
 
 def check_rank(name, shape, rank, layout):
     if len(shape) != rank:
-        raise ValueError(
-            f"{name} expects a rank-{rank} input {layout}, got shape {tuple(shape)} (rank {len(shape)})."
-        )
+        raise ValueError(f"{name} expects a rank-{rank} input {layout}, got shape {tuple(shape)} (rank {len(shape)}).")
 
 
 def check_heads(name, width, num_heads):

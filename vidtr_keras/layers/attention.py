@@ -41,9 +41,7 @@ class _ProjectedAttention(keras.layers.Layer):
 
     def _check_width(self, x):
         if x.shape[-1] != self.hidden_dim:
-            raise ValueError(
-                f"{self.name}: built for width {self.hidden_dim}, got an input of width {x.shape[-1]}."
-            )
+            raise ValueError(f"{self.name}: built for width {self.hidden_dim}, got an input of width {x.shape[-1]}.")
 
     def _split_heads(self, x):
         shape = ops.shape(x)
@@ -92,18 +90,29 @@ class JointAttention(_ProjectedAttention):
             adds its position embedding to queries and keys only, so it passes the un-embedded
             normalised tokens here.
         training: dropout switch.
+        return_attention_scores: also return the attention probabilities (before dropout), as
+            `keras.layers.MultiHeadAttention` does; off by default, where nothing extra is kept.
 
     Returns:
-        (batch, tokens, d).
+        (batch, tokens, d); with `return_attention_scores=True` the pair (outputs, scores) with scores
+        (batch, heads, tokens, tokens), rows = queries.
     """
 
-    def call(self, inputs, value_inputs=None, training=None):
+    def call(self, inputs, value_inputs=None, training=None, return_attention_scores=False):
         check_rank(self.name, inputs.shape, 3, "(batch, tokens, dim)")
         self._check_width(inputs)
         q, k, v = self._project_qkv(inputs, value_inputs)
-        probs = ops.softmax(ops.einsum("bqhd,bkhd->bhqk", q, k), axis=-1)
-        probs = self.dropout_layer(probs, training=training)
-        return self._output(ops.einsum("bhqk,bkhd->bqhd", probs, v))
+        scores = ops.softmax(ops.einsum("bqhd,bkhd->bhqk", q, k), axis=-1)
+        probs = self.dropout_layer(scores, training=training)
+        out = self._output(ops.einsum("bhqk,bkhd->bqhd", probs, v))
+        return (out, scores) if return_attention_scores else out
+
+    def compute_output_spec(self, inputs, value_inputs=None, training=None, return_attention_scores=False):
+        out = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return out
+        n = inputs.shape[1]
+        return out, keras.KerasTensor((inputs.shape[0], self.num_heads, n, n), dtype=self.compute_dtype)
 
     def compute_output_shape(self, inputs_shape, value_inputs_shape=None):
         return tuple(inputs_shape)
@@ -137,10 +146,17 @@ class SeparableAttention(_ProjectedAttention):
     Call arguments:
         inputs: (batch, T, S, d) token grid (normalised; position embedding already added).
         training: dropout switch.
+        return_attention_scores: also return the attention probabilities (before dropout) in a dict,
+            in the style of `keras.layers.MultiHeadAttention`; off by default.
 
     Returns:
         outputs (batch, T, S, d) without pooling; with pooling the pair (outputs (batch, T - k, S, d),
         selection (batch, S, heads, T - k, T)), the one-hot frame selection of every head.
+        With `return_attention_scores=True`: (that result, scores), scores a dict with
+        "temporal" (batch, S, heads, T', T) (rows = query frames; with pooling the kept rows after the
+        second softmax, exactly what multiplies the values, plus "temporal_before_pooling"
+        (batch, S, heads, T, T) and "selection"), and "spatial" (batch, T', heads, S, S) (rows =
+        query patches, T' the frame rows the spatial step runs on); a one-step order has one of them.
 
     Example:
     >>> layer = SeparableAttention(num_heads=4)
@@ -180,39 +196,49 @@ class SeparableAttention(_ProjectedAttention):
             else None
         )
 
-    def _temporal(self, q, k, v, training):
+    def _temporal(self, q, k, v, training, scores=None):
         probs = ops.softmax(ops.einsum("btshd,bushd->bshtu", q, k), axis=-1)
         selection = None
         if self.pooling is not None:
+            if scores is not None:
+                scores["temporal_before_pooling"] = probs
             probs, selection = self.pooling(probs)
+            if scores is not None:
+                scores["selection"] = selection
+        if scores is not None:
+            scores["temporal"] = probs
         probs = self.dropout_layer(probs, training=training)
         return ops.einsum("bshtu,bushd->btshd", probs, v), selection
 
-    def _spatial(self, q, k, v, training):
+    def _spatial(self, q, k, v, training, scores=None):
         probs = ops.softmax(ops.einsum("btshd,btrhd->bthsr", q, k), axis=-1)
+        if scores is not None:
+            scores["spatial"] = probs
         probs = self.dropout_layer(probs, training=training)
         return ops.einsum("bthsr,btrhd->btshd", probs, v)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, return_attention_scores=False):
         check_rank(self.name, inputs.shape, 4, "(batch, frames, patches, dim)")
         self._check_width(inputs)
         q, k, v = self._project_qkv(inputs)
         selection = None
+        scores = {} if return_attention_scores else None
         if self.order == "temporal_spatial":
-            out, selection = self._temporal(q, k, v, training)
+            out, selection = self._temporal(q, k, v, training, scores)
             if selection is not None:
                 q = gather_frames(q, selection)
                 k = gather_frames(k, selection)
-            out = self._spatial(q, k, out, training)
+            out = self._spatial(q, k, out, training, scores)
         elif self.order == "spatial_temporal":
-            out = self._spatial(q, k, v, training)
-            out, selection = self._temporal(q, k, out, training)
+            out = self._spatial(q, k, v, training, scores)
+            out, selection = self._temporal(q, k, out, training, scores)
         elif self.order == "spatial":
-            out = self._spatial(q, k, v, training)
+            out = self._spatial(q, k, v, training, scores)
         else:
-            out, selection = self._temporal(q, k, v, training)
+            out, selection = self._temporal(q, k, v, training, scores)
         out = self._output(out)
-        return out if selection is None else (out, selection)
+        result = out if selection is None else (out, selection)
+        return (result, scores) if return_attention_scores else result
 
     def compute_output_shape(self, input_shape):
         b, t, s, d = input_shape
@@ -221,6 +247,32 @@ class SeparableAttention(_ProjectedAttention):
         if not self.frames_dropped:
             return out
         return out, (b, s, self.num_heads, kept, t)
+
+    def attention_score_shapes(self, input_shape):
+        """The shapes of the dict `call(..., return_attention_scores=True)` returns."""
+        b, t, s, _ = input_shape
+        h = self.num_heads
+        kept = None if t is None else t - self.frames_dropped
+        shapes = {}
+        if self.order != "spatial":
+            shapes["temporal"] = (b, s, h, kept, t)
+            if self.frames_dropped:
+                shapes["temporal_before_pooling"] = (b, s, h, t, t)
+                shapes["selection"] = (b, s, h, kept, t)
+        if self.order != "temporal":
+            rows = kept if self.order == "temporal_spatial" else t
+            shapes["spatial"] = (b, rows, h, s, s)
+        return shapes
+
+    def compute_output_spec(self, inputs, training=None, return_attention_scores=False):
+        def spec(shape):
+            return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+        shapes = self.compute_output_shape(inputs.shape)
+        result = spec(shapes) if not self.frames_dropped else (spec(shapes[0]), spec(shapes[1]))
+        if not return_attention_scores:
+            return result
+        return result, {key: spec(shape) for key, shape in self.attention_score_shapes(inputs.shape).items()}
 
     def get_config(self):
         config = super().get_config()

@@ -7,27 +7,13 @@ tokens); the single-class-token layout is that of the vanilla and compact (C-Vid
 import keras
 from keras import ops
 
-from vidtr_keras.layers._utils import check_rank, resize_axes, static_dim
+from vidtr_keras.layers._utils import check_rank, resize_axes, static_dim, to_pair, to_triple
 
 LAYOUTS = ("grid", "single")
 
 
-def _triple(value, name):
-    if isinstance(value, int):
-        return (value, value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 3:
-        raise ValueError(f"{name} must be an int or (t, h, w), got {value}.")
-    return value
-
-
-def _pair(value, name):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(int(v) for v in value)
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or (h, w), got {value}.")
-    return value
+_triple = to_triple  # the old private names, kept for imports from before the helpers moved to _utils
+_pair = to_pair
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -96,7 +82,22 @@ class TubeletEmbedding(keras.layers.Layer):
                     f"{self.name}: expected {expected} channels (channels last), got {clips.shape[-1]} "
                     f"in an input of shape {tuple(clips.shape)}."
                 )
-        return self.projection(clips)
+        return self._project(clips)
+
+    def _project(self, clips):
+        # Kernel == stride: the Conv3D is one matmul of every flattened tubelet with the kernel. Written
+        # that way it exports everywhere (jax2onnx has no 3-D channels-last convolution; LiteRT's
+        # transpose takes at most 6 dimensions); same weights, tubelets flattened as (t, h, w, channels).
+        t, h, w = self.patch_size
+        shape = ops.shape(clips)
+        channels = clips.shape[-1]
+        grid = (shape[1] // t, shape[2] // h, shape[3] // w)
+        x = ops.reshape(clips, (-1, t, grid[1], h, grid[2], w * channels))  # (batch * grid_t, ...)
+        x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
+        x = ops.reshape(x, (-1, t * h * w * channels))
+        kernel = ops.reshape(self.projection.kernel, (t * h * w * channels, self.hidden_dim))
+        x = ops.matmul(x, kernel) + self.projection.bias
+        return ops.reshape(x, (-1, grid[0], grid[1], grid[2], self.hidden_dim))
 
     def compute_output_shape(self, input_shape):
         self._check(input_shape)
@@ -113,7 +114,11 @@ class TubeletEmbedding(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class FlattenPatches(keras.layers.Layer):
-    """(batch, frames, grid_h, grid_w, d) -> (batch, frames, grid_h * grid_w, d), row-major over (h, w)."""
+    """(batch, frames, grid_h, grid_w, d) -> (batch, frames, grid_h * grid_w, d), row-major over (h, w).
+
+    Args:
+        **kwargs: standard layer arguments (`name`, `dtype`, ...); the layer has no parameters.
+    """
 
     def call(self, patches):
         check_rank(self.name, patches.shape, 5, "(batch, frames, grid_h, grid_w, dim)")
@@ -138,9 +143,7 @@ class _GridParameterLayer(keras.layers.Layer):
         self.num_frames = int(num_frames)
         self.grid_size = _pair(grid_size, "grid_size")
         if self.num_frames <= 0 or min(self.grid_size) <= 0:
-            raise ValueError(
-                f"num_frames and grid_size must be positive, got {self.num_frames}, {self.grid_size}."
-            )
+            raise ValueError(f"num_frames and grid_size must be positive, got {self.num_frames}, {self.grid_size}.")
 
     @property
     def num_patches(self):
@@ -155,9 +158,7 @@ class _GridParameterLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"layout": self.layout, "num_frames": self.num_frames, "grid_size": self.grid_size}
-        )
+        config.update({"layout": self.layout, "num_frames": self.num_frames, "grid_size": self.grid_size})
         return config
 
 
@@ -172,6 +173,12 @@ class ClassTokens(_GridParameterLayer):
 
     When called on another frame count or patch grid than `num_frames` x `grid_size`, `cls_s` is
     linearly resized over time and the spatial part of `cls_t` over the patch grid.
+
+    Args:
+        layout: "grid" or "single".
+        num_frames: temporal tokens of the clips the tokens are made for.
+        grid_size: int or (grid_h, grid_w), the patch grid they are made for.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
         patches: (batch, frames, grid_h, grid_w, d).
@@ -236,6 +243,12 @@ class PositionEmbedding(_GridParameterLayer):
     the class token's own vector is kept. This lets a model made for 8 frames at 224 px run 16 frames
     or 320 px (the official code cannot).
 
+    Args:
+        layout: "grid" or "single".
+        num_frames: temporal tokens of the clips the embedding is made for.
+        grid_size: int or (grid_h, grid_w), the patch grid it is made for.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
     Call arguments:
         patches: (batch, frames, grid_h, grid_w, d); only its shape is used.
 
@@ -291,7 +304,15 @@ class PositionEmbedding(_GridParameterLayer):
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class JoinClassToken(keras.layers.Layer):
     """[class token, frame-major patches]: (batch, 1, d) and (batch, T, S, d) -> (batch, 1 + T*S, d),
-    the single-class-token sequence of the vanilla model and of C-VidTr's joint layers."""
+    the single-class-token sequence of the vanilla model and of C-VidTr's joint layers.
+
+    Args:
+        **kwargs: standard layer arguments (`name`, `dtype`, ...); the layer has no parameters.
+
+    Call arguments:
+        class_token: (batch, 1, d).
+        patches: (batch, T, S, d) token grid.
+    """
 
     def call(self, class_token, patches):
         check_rank(self.name, patches.shape, 4, "(batch, frames, patches, dim)")
@@ -315,6 +336,16 @@ class ClassTokenReadout(keras.layers.Layer):
     mode="corner": token (0, 0) of a (batch, T+1, S+1, d) grid (VidTr-S/M/L);
     mode="frame_mean": the mean over frames of the spatial class tokens (column 0, rows 1..T) of the
     grid, for the spatial-only ablation, whose corner token never sees a patch.
+
+    Args:
+        mode: "first", "corner" or "frame_mean".
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        tokens: (batch, N, d) for "first", (batch, T+1, S+1, d) for the others.
+
+    Returns:
+        (batch, d).
     """
 
     def __init__(self, mode="first", **kwargs):

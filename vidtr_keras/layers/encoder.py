@@ -36,6 +36,10 @@ class VidTrEncoderBlock(keras.layers.Layer):
         dropout: dropout after the attention, inside and after the MLP.
         attention_dropout: dropout on the attention probabilities.
         layer_norm_epsilon: LayerNorm epsilon (1e-5, PyTorch's default, in the official code).
+        remat: rematerialise the block in training: keep only its inputs for the backward pass and
+            recompute the rest there (about a third more compute for a fraction of the activation
+            memory; results are the same, dropout included). XLA:CPU currently undoes it (no
+            memory saved with JAX on CPU).
 
     Call arguments:
         tokens: (batch, N, d) for joint attention, (batch, T, S, d) for separable attention.
@@ -45,9 +49,14 @@ class VidTrEncoderBlock(keras.layers.Layer):
             its attention output is its own normalised input (plus position embedding), it goes
             through the residual and the MLP like any token.
         training: dropout switch.
+        return_attention_scores: also return this layer's attention probabilities (before dropout);
+            off by default, where nothing extra is computed or kept.
 
     Returns:
         tokens (frames reduced by pooling), or (tokens, class_token) when a class token was given.
+        With `return_attention_scores=True`: (that result, scores), scores a dict: {"joint":
+        (batch, heads, N, N)} for joint attention, else the dict of `SeparableAttention` ("temporal",
+        "spatial", and with std-topK pooling "temporal_before_pooling" and "selection").
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         dropout=0.1,
         attention_dropout=0.1,
         layer_norm_epsilon=1e-5,
+        remat=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -74,8 +84,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
             raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
         if position_embedding_target not in POSITION_TARGETS:
             raise ValueError(
-                f"position_embedding_target must be one of {POSITION_TARGETS}, "
-                f"got {position_embedding_target!r}."
+                f"position_embedding_target must be one of {POSITION_TARGETS}, got {position_embedding_target!r}."
             )
         if attention == "joint" and frames_dropped:
             raise ValueError("Temporal pooling needs separable attention; joint attention has no frame axis.")
@@ -92,6 +101,8 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.attention_dropout = float(attention_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.remat = bool(remat)
+        self._in_remat = False
 
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="norm1")
@@ -155,8 +166,10 @@ class VidTrEncoderBlock(keras.layers.Layer):
         h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
         return x + self.out_dropout_layer(h, training=training)
 
-    def call(self, tokens, position_embedding=None, class_token=None, training=None):
+    def call(self, tokens, position_embedding=None, class_token=None, training=None, return_attention_scores=False):
         self._check_tokens(tokens.shape)
+        if self.remat and training and not return_attention_scores and not self._in_remat:
+            return self._rematerialized_call(tokens, position_embedding, class_token, training)
         if class_token is not None and self.attention == "joint":
             raise ValueError(f"{self.name}: a bypassing class_token is only for separable attention.")
         y = self.norm1(tokens)
@@ -167,15 +180,21 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 shape = ops.shape(tokens)
                 class_pos = pos[:, :1]
                 pos = ops.reshape(pos[:, 1:], (1, shape[1], shape[2], shape[3]))
+        scores_kwargs = {"return_attention_scores": True} if return_attention_scores else {}
         if self.attention == "joint":
             if position_embedding is None:
-                out = self.attn(y, training=training)
+                out = self.attn(y, training=training, **scores_kwargs)
             elif self.position_embedding_target == "qk":
-                out = self.attn(y + pos, value_inputs=y, training=training)
+                out = self.attn(y + pos, value_inputs=y, training=training, **scores_kwargs)
             else:
-                out = self.attn(y + pos, training=training)
+                out = self.attn(y + pos, training=training, **scores_kwargs)
+            if return_attention_scores:
+                out, scores = out
+                scores = {"joint": scores}
         else:
-            out = self.attn(y if position_embedding is None else y + pos, training=training)
+            out = self.attn(y if position_embedding is None else y + pos, training=training, **scores_kwargs)
+            if return_attention_scores:
+                out, scores = out
             if isinstance(out, (tuple, list)):
                 out, selection = out
                 # The residual stream keeps, in each head's channels, the frames that head kept.
@@ -188,14 +207,46 @@ class VidTrEncoderBlock(keras.layers.Layer):
             tokens = self.token_pooling(tokens)
         tokens = self._mlp(tokens, training)
         if class_token is None:
-            return tokens
+            return (tokens, scores) if return_attention_scores else tokens
         # C-VidTr: the class token skips the separable attention; its "attention output" is its own
         # normalised input (plus its position embedding), without out_proj.
         c = self.norm1(class_token)
         if class_pos is not None:
             c = c + class_pos
         class_token = class_token + self.attn_dropout_layer(c, training=training)
-        return tokens, self._mlp(class_token, training)
+        result = tokens, self._mlp(class_token, training)
+        return (result, scores) if return_attention_scores else result
+
+    def _rematerialized_call(self, tokens, position_embedding, class_token, training):
+        """The block under `keras.remat`: only its inputs are kept for the backward pass, which runs
+        the block's forward again. Dropout must draw the same masks the second time, so the seed
+        states of the block's dropout layers go in as inputs, are restored at the start of every
+        (re)computation, and their advanced values come out as outputs."""
+        states = [
+            layer.seed_generator.state
+            for layer in self._flatten_layers(include_self=False)
+            if getattr(layer, "seed_generator", None) is not None
+        ]
+        given = {"position_embedding": position_embedding, "class_token": class_token}
+        names = [name for name, value in given.items() if value is not None]
+
+        def forward(tokens, *args):
+            kwargs = dict(zip(names, args[: len(names)]))
+            for state, value in zip(states, args[len(names) :]):
+                state.assign(value)
+            self._in_remat = True
+            try:
+                out = self.call(tokens, training=training, **kwargs)
+            finally:
+                self._in_remat = False
+            # Copies: the states are assigned in place again later (PyTorch checks saved tensors).
+            return out, [ops.copy(state.value) for state in states]
+
+        args = [given[name] for name in names] + [ops.copy(state.value) for state in states]
+        out, new_states = keras.remat(forward)(tokens, *args)
+        for state, value in zip(states, new_states):
+            state.assign(value)
+        return out
 
     def compute_output_shape(self, tokens_shape, position_embedding_shape=None, class_token_shape=None):
         self._check_tokens(tokens_shape)
@@ -208,6 +259,21 @@ class VidTrEncoderBlock(keras.layers.Layer):
         if class_token_shape is None:
             return shape
         return shape, tuple(class_token_shape)
+
+    def compute_output_spec(
+        self, tokens, position_embedding=None, class_token=None, training=None, return_attention_scores=False
+    ):
+        result = super().compute_output_spec(
+            tokens, position_embedding=position_embedding, class_token=class_token, training=training
+        )
+        if not return_attention_scores:
+            return result
+        if self.attention == "joint":
+            n = tokens.shape[1]
+            shapes = {"joint": (tokens.shape[0], self.num_heads, n, n)}
+        else:
+            shapes = self.attn.attention_score_shapes(tokens.shape)
+        return result, {key: keras.KerasTensor(shape, dtype=self.compute_dtype) for key, shape in shapes.items()}
 
     def get_config(self):
         config = super().get_config()
@@ -226,6 +292,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "remat": self.remat,
             }
         )
         return config

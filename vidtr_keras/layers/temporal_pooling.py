@@ -4,8 +4,8 @@ alternatives of the paper's Table 4d (temporal average pooling, strided 1-D conv
 Paper: VidTr, ICCV 2021, Eq. (9) and section 3.3.
 """
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 from vidtr_keras.layers._utils import check_rank, static_dim
@@ -40,7 +40,7 @@ def std_topk_selection(scores, num_kept, keep_first=False):
     """
     frames = static_dim(scores, -1)
     scores = ops.stop_gradient(scores)
-    positions = ops.arange(frames)
+    positions = ops.arange(0, frames)  # (0, n): jax2onnx's arange needs an explicit stop
     if keep_first:
         scores = ops.where(positions == 0, ops.cast(np.inf, scores.dtype), scores)
     other = ops.expand_dims(scores, -2)  # [..., i, j] -> score of j
@@ -50,7 +50,7 @@ def std_topk_selection(scores, num_kept, keep_first=False):
     rank = ops.sum(ops.cast(beats, "int32"), axis=-1)
     keep = rank < num_kept
     slot = ops.cumsum(ops.cast(keep, "int32"), axis=-1) - 1
-    target = ops.reshape(ops.arange(num_kept, dtype="int32"), (num_kept, 1))
+    target = ops.reshape(ops.arange(0, num_kept, dtype="int32"), (num_kept, 1))
     sel = ops.logical_and(ops.expand_dims(slot, -2) == target, ops.expand_dims(keep, -2))
     return ops.cast(sel, "float32")
 
@@ -104,9 +104,7 @@ class TopKStdPooling(keras.layers.Layer):
             eye = ops.eye(frames, dtype=probs.dtype)
             return probs, ops.broadcast_to(eye, ops.shape(probs))
         num_kept = frames - self.frames_dropped
-        sel = ops.cast(
-            std_topk_selection(row_variance(probs), num_kept, self.keep_first), probs.dtype
-        )
+        sel = ops.cast(std_topk_selection(row_variance(probs), num_kept, self.keep_first), probs.dtype)
         pooled = ops.matmul(sel, probs)
         if self.second_softmax:
             pooled = ops.softmax(pooled, axis=-1)
@@ -144,6 +142,11 @@ def adaptive_average_matrix(new_size, old_size):
 class TemporalAveragePooling(keras.layers.Layer):
     """Table 4d's "temporal average pooling": T frames -> T - k by averaging adjacent frames
     (adaptive bins, so 8 -> 4 averages pairs and 8 -> 6 uses overlapping bins).
+
+    Args:
+        frames_dropped: k, the frames removed.
+        keep_first: pass row 0 (the class-token row of the grid layout) through and pool the rest.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
         tokens: (batch, T, S, d) token grid.

@@ -1,10 +1,12 @@
 """Backbone, classifier, presets and `build_model`."""
 
-import keras
+import keras  # noqa: F401 - used by the doctest examples
 
 from vidtr_keras.models.backbone import VidTrBackbone
 from vidtr_keras.models.classifier import VidTrClassifier
+from vidtr_keras.models.config import BackboneConfig
 from vidtr_keras.models.presets import PRESETS, get_preset, preset_names
+from vidtr_keras.models.task import VidTrVideoClassifier
 
 _CLASSIFIER_ARGS = ("dropout",)
 
@@ -41,4 +43,13 @@ def _backbone_args():
     return [p for p in inspect.signature(VidTrBackbone.__init__).parameters if p not in ("self", "kwargs")]
 
 
-__all__ = ["PRESETS", "VidTrBackbone", "VidTrClassifier", "build_model", "get_preset", "preset_names"]
+__all__ = [
+    "PRESETS",
+    "BackboneConfig",
+    "VidTrBackbone",
+    "VidTrClassifier",
+    "VidTrVideoClassifier",
+    "build_model",
+    "get_preset",
+    "preset_names",
+]

@@ -9,10 +9,9 @@ from vidtr_keras.layers.embedding import (
     JoinClassToken,
     PositionEmbedding,
     TubeletEmbedding,
-    _pair,
-    _triple,
 )
-from vidtr_keras.layers.encoder import ATTENTION_TYPES, POOLING_TYPES, VidTrEncoderBlock
+from vidtr_keras.layers.encoder import VidTrEncoderBlock
+from vidtr_keras.models.config import BackboneConfig
 
 
 def check_clips(inputs, channels, name):
@@ -31,27 +30,6 @@ def check_clips(inputs, channels, name):
         raise ValueError(f"{name} expects {layout}; got {shape[-1]} channels in shape {shape}.{hint}")
 
 
-def layer_plan(
-    num_layers,
-    attention,
-    class_token_layout,
-    pool_layers,
-    frames_dropped,
-    joint_from_layer,
-):
-    """The attention type of every layer and the frames it drops, from a backbone config."""
-    plan = []
-    for i in range(num_layers):
-        if attention == "joint" or (joint_from_layer is not None and i >= joint_from_layer):
-            kind = "joint"
-        else:
-            kind = attention
-        plan.append((kind, 0))
-    for layer, dropped in zip(pool_layers, frames_dropped):
-        plan[layer] = (plan[layer][0], dropped)
-    return plan
-
-
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class VidTrBackbone(keras.Model):
     """The VidTr family of video transformers as one functional backbone.
@@ -62,7 +40,7 @@ class VidTrBackbone(keras.Model):
     position embedding and class tokens are resized from the `num_frames` x `image_size` they were
     made for.
 
-    The variants (PAPER.md section 1):
+    The variants (VidTr paper, sections 3.1-3.3, and the released gluonmm code):
     - vanilla: `attention="joint"` (one class token; position embedding on queries and keys only).
     - VidTr-S/M/L: `attention="temporal_spatial"` with the (T+1) x (S+1) class-token grid.
     - C-VidTr: separable attention with `class_token_layout="single"` (the class token bypasses it),
@@ -91,6 +69,11 @@ class VidTrBackbone(keras.Model):
         mlp_activation: "relu" (released code) or "gelu" (ViT).
         dropout, attention_dropout: dropout rates.
         layer_norm_epsilon: LayerNorm epsilon.
+        remat: rematerialise every encoder block in training (`VidTrEncoderBlock(remat=True)`):
+            activation memory of about one block instead of all of them, for about a third more
+            compute; same results. A training-time option, saved with the config. Effective on
+            TensorFlow and PyTorch; XLA:CPU (JAX on CPU) currently merges the recomputation with
+            the forward pass, so there it saves no memory.
     """
 
     def __init__(
@@ -115,76 +98,44 @@ class VidTrBackbone(keras.Model):
         dropout=0.1,
         attention_dropout=0.1,
         layer_norm_epsilon=1e-5,
+        remat=False,
         dtype=None,
         **kwargs,
     ):
-        image_size = _pair(image_size, "image_size")
-        patch_size = _triple(patch_size, "patch_size")
-        pool_layers = tuple(int(i) for i in pool_layers)
-        frames_dropped = tuple(int(k) for k in frames_dropped)
-        if attention not in ATTENTION_TYPES:
-            raise ValueError(f"attention must be one of {ATTENTION_TYPES}, got {attention!r}.")
-        if pooling not in POOLING_TYPES:
-            raise ValueError(f"pooling must be one of {POOLING_TYPES}, got {pooling!r}.")
-        if class_token_layout is None:
-            class_token_layout = "single" if attention == "joint" or pool_layers else "grid"
-        if class_token_layout not in ("grid", "single"):
-            raise ValueError(f"class_token_layout must be 'grid' or 'single', got {class_token_layout!r}.")
-        if attention == "joint" and class_token_layout == "grid":
-            raise ValueError("The class-token grid needs separable attention; joint attention uses 'single'.")
-        if hidden_dim % num_heads:
-            raise ValueError(
-                f"num_heads={num_heads} does not divide hidden_dim={hidden_dim}."
-            )
-        for label, size, p in (
-            ("num_frames", num_frames, patch_size[0]),
-            ("image height", image_size[0], patch_size[1]),
-            ("image width", image_size[1], patch_size[2]),
-        ):
-            if size % p:
-                raise ValueError(f"{label}={size} is not divisible by the patch size {p} ({patch_size}).")
-        if len(pool_layers) != len(frames_dropped):
-            raise ValueError(
-                f"pool_layers {pool_layers} and frames_dropped {frames_dropped} must have the same length."
-            )
-        if len(set(pool_layers)) != len(pool_layers) or list(pool_layers) != sorted(pool_layers):
-            raise ValueError(f"pool_layers must be strictly increasing, got {pool_layers}.")
-        if pool_layers and not 0 <= pool_layers[-1] < num_layers:
-            raise ValueError(f"pool_layers {pool_layers} must lie in [0, {num_layers}).")
-        if any(k <= 0 for k in frames_dropped):
-            raise ValueError(f"frames_dropped must be positive, got {frames_dropped}.")
-        token_frames = num_frames // patch_size[0]
-        if sum(frames_dropped) >= token_frames:
-            raise ValueError(
-                f"The pooling schedule would drop every frame: {sum(frames_dropped)} of {token_frames} "
-                f"temporal tokens dropped (pool_layers={pool_layers}, frames_dropped={frames_dropped})."
-            )
-        if attention == "spatial" and pool_layers:
-            raise ValueError("A spatial-only model has no temporal attention to pool.")
-        if class_token_layout == "single" and attention != "joint" and joint_from_layer is None:
-            if not pool_layers:
-                raise ValueError(
-                    "A single class token bypasses separable attention, so some layers must be joint: "
-                    "give joint_from_layer (or pooling layers, after which attention is joint)."
-                )
-            joint_from_layer = pool_layers[-1] + 1
-        if joint_from_layer is not None and pool_layers and pool_layers[-1] >= joint_from_layer:
-            raise ValueError(
-                f"Pooling layers {pool_layers} must come before the first joint layer {joint_from_layer}."
-            )
-        if position_embedding_every_layer and pool_layers:
-            raise ValueError("position_embedding_every_layer cannot be combined with frame pooling.")
-
-        grid_size = (image_size[0] // patch_size[1], image_size[1] // patch_size[2])
-        plan = layer_plan(num_layers, attention, class_token_layout, pool_layers, frames_dropped, joint_from_layer)
+        # Defaults that depend on other arguments, and every check, live in BackboneConfig (shared
+        # with the FLOP and memory models of vidtr_keras.complexity).
+        config = BackboneConfig(
+            num_frames=num_frames,
+            image_size=image_size,
+            patch_size=patch_size,
+            num_channels=num_channels,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            attention=attention,
+            class_token_layout=class_token_layout,
+            pool_layers=pool_layers,
+            frames_dropped=frames_dropped,
+            pooling=pooling,
+            second_softmax=second_softmax,
+            joint_from_layer=joint_from_layer,
+            position_embedding_every_layer=position_embedding_every_layer,
+            mlp_activation=mlp_activation,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            layer_norm_epsilon=layer_norm_epsilon,
+        )
+        image_size, patch_size = config.image_size, config.patch_size
+        class_token_layout, joint_from_layer = config.class_token_layout, config.joint_from_layer
+        pool_layers, frames_dropped = config.pool_layers, config.frames_dropped
+        token_frames, grid_size, plan = config.token_frames, config.grid_size, config.layer_plan
 
         # === Functional Model ===
         clips = keras.Input(shape=(None, None, None, num_channels), name="clips")
         patches = TubeletEmbedding(hidden_dim, patch_size, dtype=dtype, name="patch_embedding")(clips)
         pos_layout = class_token_layout
-        pos = PositionEmbedding(pos_layout, token_frames, grid_size, dtype=dtype, name="position_embedding")(
-            patches
-        )
+        pos = PositionEmbedding(pos_layout, token_frames, grid_size, dtype=dtype, name="position_embedding")(patches)
         class_tokens = ClassTokens(class_token_layout, token_frames, grid_size, dtype=dtype, name="class_tokens")
         cls = None
         if class_token_layout == "grid":
@@ -211,6 +162,7 @@ class VidTrBackbone(keras.Model):
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
+                remat=remat,
                 dtype=dtype,
                 name=f"encoder_block_{i}",
             )
@@ -231,29 +183,16 @@ class VidTrBackbone(keras.Model):
         super().__init__(inputs=clips, outputs=features, dtype=dtype, **kwargs)
 
         # === Config ===
-        self.num_frames = int(num_frames)
-        self.image_size = image_size
-        self.patch_size = patch_size
-        self.num_channels = int(num_channels)
-        self.hidden_dim = int(hidden_dim)
-        self.num_layers = int(num_layers)
-        self.num_heads = int(num_heads)
-        self.mlp_dim = int(mlp_dim)
-        self.attention = attention
-        self.class_token_layout = class_token_layout
-        self.pool_layers = pool_layers
-        self.frames_dropped = frames_dropped
-        self.pooling = pooling
-        self.second_softmax = bool(second_softmax)
-        self.joint_from_layer = joint_from_layer
-        self.position_embedding_every_layer = bool(position_embedding_every_layer)
-        self.mlp_activation = mlp_activation
-        self.dropout = float(dropout)
-        self.attention_dropout = float(attention_dropout)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.backbone_config = config  # the resolved BackboneConfig; its fields as attributes below
+        for field, value in config.backbone_kwargs().items():
+            setattr(self, field, value)
         self.grid_size = grid_size
         self.token_frames = token_frames
         self.layer_plan = plan
+        self.remat = bool(remat)
+        # A functional model reports the float32 policy whatever its layers use; the policy given
+        # (e.g. "mixed_bfloat16") is what its layers run with and what a saved model must restore.
+        self.layers_dtype_policy = keras.dtype_policies.get(dtype) if dtype is not None else self.dtype_policy
 
     def __call__(self, inputs, *args, **kwargs):
         check_clips(inputs, self.num_channels, self.name)
@@ -267,6 +206,46 @@ class VidTrBackbone(keras.Model):
             t -= dropped
             out.append(t)
         return out
+
+    def call_with_attention_scores(self, clips, training=False):
+        """Runs the backbone eagerly and also returns the attention probabilities of every layer.
+
+        The default forward pass keeps no attention maps; this runs the same functional graph once,
+        calling each `VidTrEncoderBlock` with `return_attention_scores=True`.
+        `vidtr_keras.explain.attention_maps` / `attention_rollout` build on it.
+
+        Args:
+            clips: (batch, frames, height, width, channels).
+            training: dropout switch (the probabilities are returned before dropout either way).
+
+        Returns:
+            (features, scores): the usual (batch, hidden_dim) features and a list with one dict per
+            encoder layer, in order (keys as in `VidTrEncoderBlock`: "joint", or "temporal",
+            "spatial" and, in a std-topK pooling layer, "temporal_before_pooling" and "selection").
+        """
+        check_clips(clips, self.num_channels, self.name)
+        clips = keras.ops.convert_to_tensor(clips, dtype=self.inputs[0].dtype)
+        captured = []
+
+        def operation_fn(op):
+            if not isinstance(op, VidTrEncoderBlock):
+                return op
+
+            def call(*args, **kwargs):
+                out, scores = op(*args, training=training, return_attention_scores=True, **kwargs)
+                captured.append(scores)
+                return out
+
+            return call
+
+        # The functional graph, run with blocks that also hand out their attention (Keras' own
+        # `Functional.call` runs this same method, with an `operation_fn` adding the call context).
+        features = self._run_through_graph([clips], operation_fn=operation_fn)
+        if len(captured) != self.num_layers:
+            raise RuntimeError(
+                f"{self.name}: captured the attention of {len(captured)} encoder blocks, expected {self.num_layers}."
+            )
+        return features, captured
 
     def get_config(self):
         return {
@@ -292,7 +271,8 @@ class VidTrBackbone(keras.Model):
             "dropout": self.dropout,
             "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "remat": self.remat,
+            "dtype": keras.dtype_policies.serialize(self.layers_dtype_policy),
         }
 
     @classmethod

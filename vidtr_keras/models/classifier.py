@@ -2,7 +2,7 @@
 
 import keras
 
-from vidtr_keras.models.backbone import VidTrBackbone, check_clips
+from vidtr_keras.models.backbone import check_clips
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")

@@ -20,7 +20,6 @@ def rng_states(model):
     return states
 
 
-
 def restore_rng_states(model, states):
     seeds = [v for v in model.variables if "seed_generator_state" in v.path]
     stored = sorted((k for k in states if k.startswith("seed_")), key=lambda k: int(k.split("_")[1]))
@@ -30,7 +29,6 @@ def restore_rng_states(model, states):
         variable.assign(states[key].astype(variable.dtype))
 
 
-
 def _seed_torch_for_epoch(seed, epoch):
     """Torch's dropout draws from torch's global generator, which Keras' torch data loader also draws
     from (a different number of times in a resumed run); seeding it from (seed, epoch) at the start of
@@ -38,7 +36,6 @@ def _seed_torch_for_epoch(seed, epoch):
     import torch
 
     torch.manual_seed(int(np.random.default_rng([int(seed) % 2**63, 3, int(epoch)]).integers(2**62)))
-
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -95,5 +92,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if name.startswith("epoch_") and not name.startswith(stem):
                 os.remove(os.path.join(self.output, name))
         if self.log is not None and failures:
-            self.log(f"{len(failures)} video(s) could not be decoded and were replaced: " + ", ".join(sorted(failures)[:5]))
-
+            self.log(
+                f"{len(failures)} video(s) could not be decoded and were replaced: " + ", ".join(sorted(failures)[:5])
+            )

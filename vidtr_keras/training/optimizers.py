@@ -50,4 +50,3 @@ class CoupledSGD(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update({"momentum": self.momentum, "l2_weight_decay": self.l2_weight_decay})
         return config
-

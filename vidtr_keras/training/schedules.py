@@ -46,7 +46,6 @@ class EpochStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-
 def scaled_milestones(epochs, milestones=None):
     """The epochs after which the lr drops: `milestones` if given; otherwise the released 25 and 40
     of 50 epochs, kept at the same fraction of a shorter run (round(m x epochs / 50), at least 1)."""
@@ -55,4 +54,3 @@ def scaled_milestones(epochs, milestones=None):
     if epochs >= RELEASED_EPOCHS:
         return list(RELEASED_MILESTONES)
     return [max(1, int(math.floor(m * epochs / RELEASED_EPOCHS + 0.5))) for m in RELEASED_MILESTONES]
-

@@ -22,12 +22,29 @@ from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, EpochStepDecay, scaled_milestones
 
-
 _RESUME_KEYS = (
-    "train", "val", "root", "val_root", "labels", "num_classes", "epochs", "batch_size", "lr", "momentum",
-    "weight_decay", "milestones", "gamma", "seed", "clip_len", "rate", "crop_size", "short_side",
+    "train",
+    "val",
+    "root",
+    "val_root",
+    "labels",
+    "num_classes",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "milestones",
+    "gamma",
+    "seed",
+    "clip_len",
+    "rate",
+    "crop_size",
+    "short_side",
+    "remat",
+    "mixed_precision",
+    "flip",
 )
-
 
 
 @dataclasses.dataclass
@@ -60,7 +77,14 @@ class TrainConfig:
     jit_compile: str = "auto"
     check_videos: bool = True
     multi_label: bool = None
-
+    # Memory and speed (they apply to a model built from a preset): rematerialise every encoder block
+    # in the backward pass (less activation memory, about one more forward pass of compute), and
+    # bfloat16 compute with float32 weights (`mixed_bfloat16`).
+    remat: bool = False
+    mixed_precision: bool = False
+    # Random horizontal flips of training clips (the released augmentation). Turn them off for data
+    # whose labels change under a mirror image, e.g. left vs right motion.
+    flip: bool = True
 
 
 def _resumed_config(config, stored):
@@ -84,7 +108,6 @@ def _resumed_config(config, stored):
     return TrainConfig(**merged)
 
 
-
 def _probe_videos(records, root, limit=None):
     """Problems of the videos that cannot be opened (header + first frame)."""
     problems = []
@@ -95,7 +118,6 @@ def _probe_videos(records, root, limit=None):
         except (FileNotFoundError, vdata.VideoDecodeError) as err:
             problems.append(AnnotationProblem(record.source, record.line, str(err), record.path))
     return problems
-
 
 
 def _read_training_list(path, root, names, num_classes, check_videos, what):
@@ -110,7 +132,6 @@ def _read_training_list(path, root, names, num_classes, check_videos, what):
         annotations.check_files(root)
     annotations.raise_if_problems(what)
     return annotations
-
 
 
 def _distribution(name, batch_size):
@@ -129,16 +150,16 @@ def _distribution(name, batch_size):
     return keras.distribution.DataParallel(devices=devices)
 
 
-
 def _jit(value):
     if value in (None, "auto"):
         return "auto"
     if value in (True, "on", "true"):
         if keras.backend.backend() == "torch":
-            raise ValueError("`jit_compile` on is not supported with the torch backend here (it is very slow); use auto.")
+            raise ValueError(
+                "`jit_compile` on is not supported with the torch backend here (it is very slow); use auto."
+            )
         return True
     return False
-
 
 
 def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=None):
@@ -188,7 +209,9 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     num_classes = len(names) if names is not None else config.num_classes
 
     # Every problem of the lists and videos is found before the first step.
-    train_list = _read_training_list(config.train, config.root, names, num_classes, config.check_videos, "training list")
+    train_list = _read_training_list(
+        config.train, config.root, names, num_classes, config.check_videos, "training list"
+    )
     val_root = config.val_root or config.root
     val_list = _read_training_list(config.val, val_root, names, num_classes, config.check_videos, "validation list")
 
@@ -203,12 +226,18 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 restore_rng_states(model, dict(states))
             notes = [f"resumed from {stored['model']} (epoch {start_epoch} of {config.epochs})"]
         else:  # without labels / num_classes the model keeps its width; labels are checked below
-            model, notes = load_model(config.model, config.weights, num_classes=num_classes)
+            overrides = {}
+            if config.remat:
+                overrides["remat"] = True
+            if config.mixed_precision:
+                overrides["dtype"] = "mixed_bfloat16"
+            model, notes = load_model(config.model, config.weights, num_classes=num_classes, overrides=overrides)
         classes = int(model.output_shape[-1])
         bad = [r for r in train_list.records + (val_list.records if val_list else []) if max(r.labels) >= classes]
         if bad:
             raise ValueError(
-                f"{len(bad)} label(s) outside the model's {classes} classes, e.g. {bad[0].where}: label {max(bad[0].labels)}"
+                f"{len(bad)} label(s) outside the model's {classes} classes, "
+                f"e.g. {bad[0].where}: label {max(bad[0].labels)}"
                 " (give `labels` or `num_classes` for a new classifier)."
             )
         multi_label = config.multi_label
@@ -219,11 +248,17 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         config.num_classes, config.multi_label = classes, multi_label
 
         common = dict(
-            clip_len=geometry.clip_len, rate=geometry.rate, crop_size=geometry.crop_size, batch_size=config.batch_size,
-            num_classes=classes, multi_label=multi_label, seed=config.seed, short_side=config.short_side,
+            clip_len=geometry.clip_len,
+            rate=geometry.rate,
+            crop_size=geometry.crop_size,
+            batch_size=config.batch_size,
+            num_classes=classes,
+            multi_label=multi_label,
+            seed=config.seed,
+            short_side=config.short_side,
             workers=config.workers,
         )
-        train_data = vdata.VideoClipDataset(train_list.records, config.root, training=True, **common)
+        train_data = vdata.VideoClipDataset(train_list.records, config.root, training=True, flip=config.flip, **common)
         val_data = vdata.VideoClipDataset(val_list.records, val_root, training=False, **common) if val_list else None
         milestones = scaled_milestones(config.epochs, config.milestones)
         config.milestones = milestones
@@ -251,11 +286,16 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 f.writelines(f"{n}\n" for n in names)
         if log is not None:
             log(
-                f"training {config.model} on {len(train_list)} videos ({len(train_data)} steps of {config.batch_size}), "
+                f"training {config.model} on {len(train_list)} videos "
+                f"({len(train_data)} steps of {config.batch_size}), "
                 f"{geometry.describe()}, {classes} classes{' (multi-label)' if multi_label else ''}; epochs "
                 f"{start_epoch + 1}..{config.epochs}; lr {config.lr}, x{config.gamma} after epochs {milestones}; "
                 f"backend {keras.backend.backend()}"
-                + (f", data-parallel over {len(distribution.device_mesh.devices.ravel())} devices" if distribution else "")
+                + (
+                    f", data-parallel over {len(distribution.device_mesh.devices.ravel())} devices"
+                    if distribution
+                    else ""
+                )
                 + f"; {'; '.join(notes)}",
             )
         checkpoint = EpochCheckpoint(output, config, [train_data, val_data], history, schedule, log)
@@ -286,11 +326,9 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     }
 
 
-
 class _null_scope:
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return False
-

@@ -1,0 +1,652 @@
+"""Does it learn? The paper's accuracy claims at small scale, on the procedural temporal-reasoning
+benchmark (`vidtr_keras.data.procedural`): every variant x task x seed trained from scratch at tiny
+width on the CPU, top-1 with 95 % intervals, training memory and FLOPs, the paper's qualitative
+claims checked one by one, and attention rollouts of trained models.
+
+The training runs in a fresh TensorFlow process (`python -m reproduce.learning --worker SPEC`), one
+compilation per variant: each (task, seed) run re-initialises the weights and the optimizer of the
+compiled model, so the 3 x 5 runs of a variant share one XLA compilation. Every variant has a 4-way
+head (the most classes of any task; two-class tasks leave two logits unused).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from reproduce import _common
+
+BACKEND = "tensorflow"
+TASK_NAMES = ("direction", "order", "count", "motion", "static")
+LONG_RANGE = ("order", "count")
+TEMPORAL = ("direction", "order", "count", "motion")
+FRAMES, SIZE, HEAD = 8, 16, 4
+# Base: the tiny preset at 8 frames of 32 px (width 32, 3 layers, 4 heads, MLP 64, 8x8 patches).
+COMPACT = {"pool_layers": (0, 1), "frames_dropped": (4, 2)}  # 8 -> 4 -> 2 frames, joint layer 2
+VARIANTS = {
+    "vanilla (joint)": {"attention": "joint"},
+    "VidTr temp.-spat.": {},
+    "VidTr spat.-temp.": {"attention": "spatial_temporal"},
+    "spatial only": {"attention": "spatial"},
+    "C-VidTr std-topK": dict(COMPACT),
+    "C-VidTr average": dict(COMPACT, pooling="average"),
+    "C-VidTr 1-D conv": dict(COMPACT, pooling="conv"),
+    "Conv3D": None,
+}
+# Sized for about 40 min on 2 shared CPU cores (see the notes the report writes about what that buys).
+FULL = {
+    "train": 512,
+    "test": 256,
+    "epochs": 6,
+    "seeds": 3,
+    "tasks": TASK_NAMES,
+    "variants": tuple(VARIANTS),
+    "batch_size": 32,
+    "lr": 1e-3,
+}
+QUICK = {
+    "train": 256,
+    "test": 128,
+    "epochs": 2,
+    "seeds": 1,
+    "tasks": ("direction", "static"),
+    "variants": ("vanilla (joint)", "VidTr temp.-spat.", "spatial only", "Conv3D"),
+    "batch_size": 32,
+    "lr": 1e-3,
+}
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+# --------------------------------------------------------------------------------------------------
+# The worker (runs with KERAS_BACKEND=tensorflow)
+
+
+def conv3d_baseline(num_classes=HEAD, frames=FRAMES, size=SIZE, seed=0):
+    """A small Keras Conv3D classifier (three 3x3x3 convolutions, 16-32-32 channels, global pooling)."""
+    import keras
+
+    init = keras.initializers.GlorotUniform(seed=seed)
+    return keras.Sequential(
+        [
+            keras.Input((frames, size, size, 3)),
+            keras.layers.Conv3D(16, 3, padding="same", activation="relu", kernel_initializer=init),
+            keras.layers.MaxPooling3D((1, 2, 2)),
+            keras.layers.Conv3D(32, 3, padding="same", activation="relu", kernel_initializer=init),
+            keras.layers.MaxPooling3D((2, 2, 2)),
+            keras.layers.Conv3D(32, 3, padding="same", activation="relu", kernel_initializer=init),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(num_classes, kernel_initializer=init),
+        ],
+        name="conv3d",
+    )
+
+
+def conv3d_costs(frames=FRAMES, size=SIZE, batch_size=32, num_classes=HEAD):
+    """Multiply-adds per clip and an analytic training-memory figure of `conv3d_baseline` (float32
+    activations kept for the backward pass: every conv output and pooled map; parameters, gradients
+    and two Adam slots)."""
+    layers = [
+        (frames, size, size, 3, 16),
+        (frames, size // 2, size // 2, 16, 32),
+        (frames // 2, size // 4, size // 4, 32, 32),
+    ]
+    macs = sum(t * h * w * 27 * cin * cout for t, h, w, cin, cout in layers) + 32 * num_classes
+    params = sum(27 * cin * cout + cout for *_, cin, cout in layers) + 32 * num_classes + num_classes
+    kept = sum(t * h * w * cout for t, h, w, _, cout in layers) * 2 + frames * size * size * 3
+    return macs, params, (kept * batch_size + params * 4) * 4
+
+
+def build(variant, seed):
+    """One member: the variant's model with the weights of `seed`."""
+    import keras
+
+    from vidtr_keras import build_model
+
+    keras.utils.set_random_seed(seed)
+    if VARIANTS[variant] is None:
+        return conv3d_baseline(seed=seed)
+    return build_model("vidtr_tiny", num_classes=HEAD, num_frames=FRAMES, image_size=SIZE, **VARIANTS[variant])
+
+
+def build_stack(variant, seeds):
+    """The seeds' members side by side in one model (same input, one output each): their losses add up
+    and no weight is shared, so each member trains as it would alone, and one XLA program serves all."""
+    import keras
+
+    members = []
+    for seed in seeds:
+        member = build(variant, seed)
+        inputs = keras.Input((FRAMES, SIZE, SIZE, 3))
+        members.append(keras.Model(inputs, member(inputs), name=f"seed_{seed}"))
+    inputs = keras.Input((FRAMES, SIZE, SIZE, 3), name="clips")
+    stack = keras.Model(inputs, [m(inputs) for m in members], name="seeds")
+    return stack
+
+
+def worker(spec):
+    """Trains spec["variants"] on spec["tasks"] with spec["seeds"] seeds; prints one JSON line per run
+    and, with spec["rollouts"], saves rollouts of the seed-0 direction models."""
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    import keras
+    import numpy as np
+
+    from vidtr_keras.data import procedural
+
+    data = {}
+    for task in spec["tasks"]:
+        train = procedural.ProceduralDataset(task, "train", spec["train"], seed=0, frames=FRAMES, size=SIZE).arrays()
+        test = procedural.ProceduralDataset(task, "test", spec["test"], seed=0, frames=FRAMES, size=SIZE).arrays()
+        data[task] = (train, test)
+    seeds = list(range(spec["seeds"]))
+    rollouts = {}
+    for variant in spec["variants"]:
+        model = None
+        for task in spec["tasks"]:
+            (x, y), (xt, yt) = data[task]
+            fresh = build_stack(variant, seeds)
+            if model is None:
+                model, optimizer = fresh, keras.optimizers.AdamW(spec["lr"])
+                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                model.compile(optimizer, [loss] * len(seeds), jit_compile=False)  # XLA's CPU compile costs minutes
+            else:
+                model.set_weights(fresh.get_weights())
+                for v in optimizer.variables:  # step count and moments, never the learning rate
+                    if "learning_rate" not in v.path:
+                        v.assign(np.zeros(v.shape, v.dtype))
+            keras.utils.set_random_seed(len(seeds))
+            start = time.perf_counter()
+            model.fit(
+                x, [y] * len(seeds), batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0, shuffle=True
+            )
+            seconds = time.perf_counter() - start
+            outputs = model.predict(xt, batch_size=spec["batch_size"], verbose=0)
+            train_outputs = model.predict(x[:256], batch_size=spec["batch_size"], verbose=0)
+            for seed, logits, train_logits in zip(seeds, outputs, train_outputs):
+                print(
+                    json.dumps(
+                        {
+                            "variant": variant,
+                            "task": task,
+                            "seed": seed,
+                            "top1": float(np.mean(np.argmax(logits, -1) == yt)),
+                            "train_top1": float(np.mean(np.argmax(train_logits, -1) == y[:256])),
+                            "seconds": seconds / len(seeds),
+                        }
+                    ),
+                    flush=True,
+                )
+            if spec.get("rollouts") and task == "direction" and VARIANTS[variant] is not None:
+                member = model.get_layer("seed_0").layers[-1]
+                rollouts[variant] = _rollouts(member, xt[:2], yt[:2])
+    if rollouts:
+        np.savez(spec["rollouts"], **{f"{v}|{k}": a for v, r in rollouts.items() for k, a in r.items()})
+
+
+def _rollouts(model, clips, labels):
+    """Per-frame spatial maps and temporal importance of two test clips (vidtr_keras.explain)."""
+    import numpy as np
+
+    try:
+        from vidtr_keras.explain import attention_rollout
+    except ImportError:  # the explain module is optional here
+        return {}
+    out = {"labels": np.asarray(labels)}
+    spatial, temporal = [], []
+    for clip in clips:
+        r = attention_rollout(model, clip)
+        spatial.append(np.asarray(r.relevance, np.float32))
+        temporal.append(np.asarray(r.frame_importance, np.float32))
+    out["spatial"] = np.stack(spatial)
+    out["temporal"] = np.stack(temporal)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The report (runs in the `python -m reproduce` process)
+
+
+def interval(values):
+    """Mean and the half-width of its 95 % t interval (None for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
+
+
+def _run_worker(ctx, spec, total):
+    bar = ctx.task(f"learning: {total} training runs [{BACKEND}]", total)
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    command = [_common.python_executable(), "-m", "reproduce.learning", "--worker", json.dumps(spec)]
+    runs = []
+    with subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue
+            run = json.loads(line)
+            runs.append(run)
+            ctx.advance(
+                bar,
+                f"learning [{BACKEND}] {run['variant']} / {run['task']} seed {run['seed']}: "
+                f"top-1 {run['top1']:.2f} ({run['seconds']:.0f}s)",
+            )
+    if proc.returncode:
+        raise RuntimeError(f"The learning worker failed (exit code {proc.returncode}); see its output above.")
+    return runs
+
+
+def costs(variant, batch_size):
+    """(G multiply-adds per clip, parameters, analytic training memory in MiB at `batch_size`)."""
+    if VARIANTS[variant] is None:
+        macs, params, nbytes = conv3d_costs(batch_size=batch_size)
+        return macs / 1e9, params, nbytes / 2**20
+    from vidtr_keras.complexity import count_parameters, flops, memory
+
+    overrides = dict(VARIANTS[variant], num_frames=FRAMES, image_size=SIZE)
+    report = memory("vidtr_tiny", batch_size=batch_size, num_classes=HEAD, optimizer_slots=2, **overrides)
+    return (
+        flops("vidtr_tiny", num_classes=HEAD, **overrides).gflops,
+        count_parameters("vidtr_tiny", num_classes=HEAD, **overrides),
+        report.total_bytes / 2**20,
+    )
+
+
+SENSITIVITY_VARIANTS = {
+    "VidTr temp.-spat. (official)": ({}, None),
+    "VidTr spat.-temp.": ({"attention": "spatial_temporal"}, None),
+    "vanilla (joint)": ({"attention": "joint"}, None),
+    "spatial only": ({"attention": "spatial"}, None),
+    "VidTr temp.-spat., position embedding every layer": ({"position_embedding_every_layer": True}, None),
+    "VidTr temp.-spat., position embedding init std 1": ({}, 1.0),
+    "VidTr spat.-temp., position embedding init std 1": ({"attention": "spatial_temporal"}, 1.0),
+}
+
+
+def order_sensitivity(seeds=3, clips=48, frames=8, size=32):
+    """How much the classified feature of an untrained model changes when a clip is played backwards,
+    relative to how much it changes between two different clips: mean ||f(x) - f(reversed x)|| /
+    mean ||f(x) - f(x')|| over direction clips (0 = blind to frame order). Forward passes only
+    (any backend, numpy included). Returns {variant: [ratio per seed]}."""
+    import keras
+    import numpy as np
+
+    from vidtr_keras import build_model
+    from vidtr_keras.data import procedural
+    from vidtr_keras.data.transforms import normalize
+
+    video, _ = procedural.generate("direction", clips, seed=3, split="val", frames=frames, size=size)
+    x = normalize(video)
+    out = {}
+    for name, (overrides, pos_std) in SENSITIVITY_VARIANTS.items():
+        ratios = []
+        for seed in range(seeds):
+            keras.utils.set_random_seed(seed)
+            model = build_model("vidtr_tiny", num_classes=HEAD, num_frames=frames, image_size=size, **overrides)
+            if pos_std is not None:
+                pos = model.backbone.get_layer("position_embedding").embeddings
+                pos.assign(np.random.default_rng(seed).normal(0, pos_std, pos.shape).astype("float32"))
+            f = np.asarray(model.backbone(x, training=False))
+            fr = np.asarray(model.backbone(x[:, ::-1], training=False))
+            reversed_gap = np.linalg.norm(f - fr, axis=1).mean()
+            other_gap = np.linalg.norm(f - np.roll(f, 1, axis=0), axis=1).mean()
+            ratios.append(float(reversed_gap / other_gap))
+        out[name] = ratios
+    return out
+
+
+def _verdict(held, text):
+    return f"- **{'held' if held else 'not shown'}**: {text}"
+
+
+def claims(stats, cost):
+    """The paper's qualitative claims, each checked against the intervals."""
+
+    def m(v, t):
+        return stats[(v, t)][0]
+
+    def hw(v, t):
+        return stats[(v, t)][1] or 0.0
+
+    def apart(a, b, t):  # a ahead of b beyond both intervals
+        return m(a, t) - hw(a, t) > m(b, t) + hw(b, t)
+
+    def within(a, b, t):
+        return abs(m(a, t) - m(b, t)) <= hw(a, t) + hw(b, t)
+
+    tasks = sorted({t for _, t in stats}, key=TASK_NAMES.index)
+    have = {v for v, _ in stats}
+    lines = []
+    if (
+        not {
+            "vanilla (joint)",
+            "VidTr temp.-spat.",
+            "VidTr spat.-temp.",
+            "spatial only",
+            "C-VidTr std-topK",
+            "C-VidTr average",
+            "C-VidTr 1-D conv",
+            "Conv3D",
+        }
+        <= have
+    ):
+        return ["- (quick mode: not every variant ran; the claims are checked by the full run only)"]
+    ts, joint = "VidTr temp.-spat.", "vanilla (joint)"
+    ratio = cost[joint][2] / cost[ts][2]
+    same = [t for t in tasks if within(ts, joint, t)]
+    lines.append(
+        _verdict(
+            len(same) == len(tasks),
+            f"separable (temp.-spat.) matches joint within the intervals on {len(same)}/{len(tasks)} tasks "
+            f"({', '.join(same) or 'none'}), at {1 / ratio:.2f}x the training memory of joint attention "
+            "(analytic, batch 32; "
+            f"the joint model needs {ratio:.1f}x).",
+        )
+    )
+    st = "VidTr spat.-temp."
+    same = [t for t in tasks if within(ts, st, t)]
+    lines.append(
+        _verdict(
+            len(same) == len(tasks),
+            f"temporal-spatial and spatial-temporal orders are equal (Table 4b: 77.7 both) within the intervals on "
+            f"{len(same)}/{len(tasks)} tasks ({', '.join(same) or 'none'}).",
+        )
+    )
+    sp = "spatial only"
+    temporal = [t for t in tasks if t in TEMPORAL]
+    behind = [t for t in temporal if apart(ts, sp, t)]
+    static_ok = "static" not in tasks or not apart(ts, sp, "static")
+    lines.append(
+        _verdict(
+            len(behind) == len(temporal) and static_ok,
+            "spatial-only falls behind VidTr (temp.-spat.) beyond the intervals on "
+            f"{len(behind)}/{len(temporal)} temporal "
+            f"tasks ({', '.join(behind) or 'none'})"
+            + (
+                f"; on the static control it is {'not ' if static_ok else ''}behind "
+                f"({m(sp, 'static'):.2f} vs {m(ts, 'static'):.2f})."
+                if "static" in tasks
+                else "."
+            ),
+        )
+    )
+    mean_over = {
+        v: sum(m(v, t) for t in tasks) / len(tasks) for v in ("C-VidTr std-topK", "C-VidTr average", "C-VidTr 1-D conv")
+    }
+    s, a, c = mean_over.values()
+    lines.append(
+        _verdict(
+            s >= a >= c,
+            f"std-topK >= average >= 1-D conv pooling (Table 4d: 75.7 / 74.9 / 75.4 top-1; note the paper's own conv "
+            f"row is above average pooling): mean top-1 over the tasks {s:.3f} / {a:.3f} / {c:.3f}; "
+            + ", ".join(
+                f"{t}: {m('C-VidTr std-topK', t):.2f} / {m('C-VidTr average', t):.2f} / {m('C-VidTr 1-D conv', t):.2f}"
+                for t in tasks
+            )
+            + ".",
+        )
+    )
+    long_range = [t for t in LONG_RANGE if t in tasks]
+    if long_range:
+        ahead = [t for t in long_range if apart(ts, "Conv3D", t)]
+        lines.append(
+            _verdict(
+                len(ahead) == len(long_range),
+                "VidTr ahead of the Conv3D on the long-range tasks beyond the intervals on "
+                f"{len(ahead)}/{len(long_range)} "
+                "(" + ", ".join(f"{t}: {m(ts, t):.2f} vs {m('Conv3D', t):.2f}" for t in long_range) + ").",
+            )
+        )
+    if "motion" in tasks:
+        lines.append(
+            _verdict(
+                apart("Conv3D", ts, "motion"),
+                "the Conv3D ahead of VidTr on fast local motion: "
+                f"{m('Conv3D', 'motion'):.2f} vs {m(ts, 'motion'):.2f}.",
+            )
+        )
+    return lines
+
+
+def _sensitivity_section():
+    sens = order_sensitivity()
+    rows = [[name] + [f"{x:.4f}" for x in (sum(v) / len(v), min(v), max(v))] for name, v in sens.items()]
+    columns = ["untrained model (vidtr_tiny, 8 frames of 32 px)", "order sensitivity (mean of 3 seeds)", "min", "max"]
+    table = _common.markdown_table(columns, rows)
+    return (
+        "The classified feature of an untrained model, for direction clips played forwards and backwards: "
+        "||f(x) - f(reversed x)|| relative to ||f(x) - f(another clip)|| (0 = blind to frame order; "
+        "`order_sensitivity` in this script). This is the signal gradient descent starts from.\n\n" + table + "\n\n"
+        "In the official temporal-spatial layer the spatial step takes its values from the temporal output, so every "
+        "token, the per-frame spatial class tokens included, only ever receives content that was first pooled over "
+        "the frames of its column; the class-token row's temporal step is a set pooling over frames. The one thing "
+        "that tells frames apart inside those pools is the position embedding, added to LayerNorm-ed tokens of unit "
+        "scale at the ViT initialisation std of 0.02, i.e. about 1/50 of the signal. In the spatial-temporal order the "
+        "per-frame class tokens read their frame's values directly (spatial step first), and the strong, normalised "
+        "per-frame class tokens then weight the frames. Released models inflate ViT's trained embeddings, so they do "
+        "not start from this point; it is a property of the official design trained from scratch at ViT's init, not "
+        "a port defect (the parity tests against the official outputs hold). Not the whole story: the joint "
+        "model starts as blind (its values carry no position embedding), yet it learns direction given enough "
+        "steps: there every token attends to every (frame, patch) token in one step, so a position signal that "
+        "training amplifies reaches the class token directly instead of through per-column pools."
+    )
+
+
+def _plot(path, stats, variants, tasks):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    width = 0.8 / len(variants)
+    for i, v in enumerate(variants):
+        xs = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(tasks))]
+        means = [stats[(v, t)][0] for t in tasks]
+        errs = [stats[(v, t)][1] or 0.0 for t in tasks]
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=v)
+    for j, t in enumerate(tasks):
+        chance = 1.0 / len(_task_classes(t))
+        ax.hlines(chance, j - 0.45, j + 0.45, colors="k", linestyles="dotted", linewidth=1)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks)
+    ax.set_ylabel("test top-1 (mean, 95% interval)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Procedural benchmark, tiny models from scratch (dotted: chance)")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _task_classes(task):
+    from vidtr_keras.data.procedural import TASKS
+
+    return TASKS[task].classes
+
+
+def _plot_rollouts(path, npz):
+    """Frames of a trained model's test clip with each variant's rollout over them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from vidtr_keras.data import procedural
+
+    clips, labels = procedural.generate("direction", 2, seed=0, split="test", frames=FRAMES, size=SIZE)
+    with np.load(npz) as f:
+        entries = {k: f[k] for k in f.files}
+    variants = sorted({k.split("|")[0] for k in entries if k.endswith("|spatial")}, key=list(VARIANTS).index)
+    if not variants:
+        return None
+    fig, axes = plt.subplots(len(variants) + 1, FRAMES + 1, figsize=(FRAMES + 2.5, 1.2 * (len(variants) + 1)))
+    for t in range(FRAMES):
+        axes[0, t].imshow(clips[0, t])
+        axes[0, t].set_title(f"frame {t}", fontsize=7)
+    axes[0, FRAMES].axis("off")
+    axes[0, 0].set_ylabel(f"clip\n({procedural.TASKS['direction'].classes[labels[0]]})", fontsize=7)
+    for row, v in enumerate(variants, start=1):
+        spatial, temporal = entries[f"{v}|spatial"][0], entries[f"{v}|temporal"][0]
+        for t in range(FRAMES):
+            ax = axes[row, t]
+            ax.imshow(clips[0, min(t, len(clips[0]) - 1)])
+            if t < len(spatial):
+                ax.imshow(
+                    spatial[t],
+                    cmap="inferno",
+                    alpha=0.6,
+                    extent=(0, SIZE, SIZE, 0),
+                    interpolation="nearest",
+                    vmin=0.0,
+                    vmax=float(spatial.max()),
+                )
+        axes[row, 0].set_ylabel(v, fontsize=7)
+        axes[row, FRAMES].bar(range(len(temporal)), temporal)
+        axes[row, FRAMES].set_title("frame importance", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        "Attention rollout of the seed-0 direction models on a test clip: the classified token's relevance on "
+        "every patch of every frame (one colour scale per model) and per frame",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run(ctx):
+    spec = dict(QUICK if ctx.quick else FULL)
+    spec["tasks"] = list(spec["tasks"])
+    spec["variants"] = list(spec["variants"])
+    spec["rollouts"] = str(_common.RESULTS / "learning_rollouts.npz")
+    _common.RESULTS.mkdir(exist_ok=True)
+    total = len(spec["variants"]) * len(spec["tasks"]) * spec["seeds"]
+    start = time.perf_counter()
+    runs = _run_worker(ctx, spec, total)
+    minutes = (time.perf_counter() - start) / 60
+    raw = _common.RESULTS / "learning_runs.json"
+    raw.write_text(json.dumps({"spec": spec, "minutes": minutes, "runs": runs}, indent=1))
+    return report(ctx, spec, runs, minutes)
+
+
+def report(ctx, spec, runs, minutes):
+    """Writes results/learning.{md,csv,png} from the runs (also `python -m reproduce.learning --report`,
+    from results/learning_runs.json, without training again)."""
+    tasks = spec["tasks"]
+    stats = {}
+    for v in spec["variants"]:
+        for t in tasks:
+            stats[(v, t)] = interval([r["top1"] for r in runs if r["variant"] == v and r["task"] == t])
+    cost = {v: costs(v, spec["batch_size"]) for v in spec["variants"]}
+    columns = (
+        ["variant"]
+        + [f"{t} top-1" for t in tasks]
+        + [f"{t} ±95%" for t in tasks]
+        + ["parameters", "GFLOPs (G multiply-adds per clip)", "training memory MiB (analytic, batch 32)"]
+    )
+    rows = []
+    for v in spec["variants"]:
+        rows.append(
+            [v]
+            + [stats[(v, t)][0] for t in tasks]
+            + [stats[(v, t)][1] for t in tasks]
+            + [cost[v][1], round(cost[v][0], 4), cost[v][2]]
+        )
+    display = [
+        "| variant | "
+        + " | ".join(f"{t} ({len(_task_classes(t))} cl.)" for t in tasks)
+        + " | params | MFLOPs | train MiB |",
+        "|" + "---|" * (len(tasks) + 4),
+    ]
+    for v in spec["variants"]:
+        cells = []
+        for t in tasks:
+            mean, half = stats[(v, t)]
+            cells.append(f"{mean:.2f}" + ("" if half is None else f" ± {half:.2f}"))
+        display.append(
+            f"| {v} | " + " | ".join(cells) + f" | {cost[v][1]:,} | {cost[v][0] * 1e3:.1f} | {cost[v][2]:.0f} |"
+        )
+    _plot(_common.RESULTS / "learning.png", stats, spec["variants"], tasks)
+    rollout_png = _common.RESULTS / "learning_rollouts.png"
+    if os.path.exists(spec["rollouts"]):
+        rollout_png = _plot_rollouts(rollout_png, spec["rollouts"])
+        os.remove(spec["rollouts"])
+    elif not rollout_png.exists():  # `--report` keeps the picture of the run it reports
+        rollout_png = None
+    notes = [spec["note"]] if spec.get("note") else []
+    notes += [
+        "## Headline: test top-1, mean ± 95 % t interval over seeds",
+        "\n".join(display),
+        "![top-1 per variant and task](learning.png)",
+        f"Setup: {'QUICK MODE (one seed, fewer clips and epochs): not for conclusions. ' if ctx.quick else ''}"
+        f"`vidtr_keras.data.procedural` tasks at {FRAMES} frames of {SIZE}x{SIZE} px, {spec['train']} training and "
+        f"{spec['test']} test clips per task (disjoint seed streams, balanced classes), the same data for every "
+        f"variant; {spec['seeds']} seeds (weights, dropout, order) per variant and task. Transformers: the "
+        "`vidtr_tiny` preset (width 32, 3 layers, 4 heads, MLP 64, 8x8 patches) at 8 frames; C-VidTr pools "
+        "8 -> 4 -> 2 frames in layers 0 and 1 (joint layer 2) with std-topK, average or strided 1-D conv "
+        "pooling; the Conv3D baseline has three 3x3x3 convolutions (16-32-32 channels). One recipe for all, "
+        f"never tuned per variant: AdamW lr {spec['lr']}, batch {spec['batch_size']}, {spec['epochs']} epochs, "
+        f"no augmentation, test accuracy after the last epoch. {BACKEND} backend; {minutes:.1f} min of training.",
+        "GFLOPs: `vidtr_keras.complexity.flops` (full count) for the transformers, conv multiply-adds for the "
+        "Conv3D; training memory: `vidtr_keras.complexity.memory` (activations kept for the backward pass, "
+        "parameters, gradients, two AdamW slots) and the same accounting by hand for the Conv3D.",
+        "## Why the official temporal-spatial order learns order so slowly at this size",
+        _sensitivity_section(),
+        "## The paper's claims, one by one",
+        "\n".join(claims(stats, cost)),
+    ]
+    if rollout_png:
+        notes += [
+            "## Attention rollout of trained models",
+            "Residual as 0.5 identity, rows renormalised, multiplied over layers "
+            "(`vidtr_keras.explain.attention_rollout`); "
+            "seed-0 models of the direction task on a test clip. Does the attention follow the moving square?",
+            f"![rollouts]({rollout_png.name})",
+        ]
+    else:
+        notes += [
+            "## Attention rollout of trained models",
+            "Not produced: `vidtr_keras.explain.attention_rollout` was not importable.",
+        ]
+    return _common.write(
+        "learning",
+        "Does it learn? Accuracy on a procedural temporal-reasoning benchmark",
+        columns,
+        rows,
+        notes=notes,
+        backends=(BACKEND,),
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        worker(json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == ["--report"]:
+        # --report [TASK ...]: rewrite the report from results/learning_runs.json, optionally of some tasks only
+        from rich.console import Console
+
+        saved = json.loads((_common.RESULTS / "learning_runs.json").read_text())
+        if sys.argv[2:]:
+            saved["spec"]["tasks"] = [t for t in saved["spec"]["tasks"] if t in sys.argv[2:]]
+            saved["runs"] = [r for r in saved["runs"] if r["task"] in sys.argv[2:]]
+            saved["spec"]["note"] = (
+                f"**Partial report: only the task(s) {', '.join(saved['spec']['tasks'])} of the stored run** "
+                "(`python -m reproduce.learning --report TASK ...`)."
+            )
+
+        class _Quiet:
+            quick = saved["spec"]["seeds"] == 1
+
+        report(_Quiet(), saved["spec"], saved["runs"], saved["minutes"])
+        Console().print(f"wrote {_common.RESULTS / 'learning.md'}")
+    else:
+        sys.exit("usage: python -m reproduce learning [--quick]  (the --worker form is internal)")

@@ -1,0 +1,44 @@
+"""Mixed precision computes the same model as float32, within a stated tolerance.
+
+Same weights (float32 variables, the mixed policy computes in 16 bits), same clip. The tolerance is
+relative to the float32 logits' scale: bfloat16 keeps 8 significant bits (relative step 2^-8 = 0.4%),
+float16 11 bits (0.05%); through a few layers the measured gap is about 1% (bfloat16) and 0.1%
+(float16) of the largest logit, so the bounds below (5% and 1%) leave room for the backends' different
+accumulation orders while a real error (a wrong cast, a softmax overflowing in float16) lands far outside.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from vidtr_keras.convert import gluonmm
+from vidtr_keras.models import VidTrBackbone, VidTrClassifier, get_preset
+
+from conftest import to_numpy
+from oracle_models import seeded_state_dict
+
+TOLERANCE = {"mixed_bfloat16": 0.05, "mixed_float16": 0.01}
+
+
+def _model(preset, dtype):
+    backbone = VidTrBackbone(**get_preset(preset)["config"], dropout=0.0, attention_dropout=0.0, dtype=dtype)
+    return VidTrClassifier(backbone, 5, dropout=0.0, dtype=dtype)
+
+
+@pytest.mark.parametrize("policy", sorted(TOLERANCE))
+@pytest.mark.parametrize("preset", ["vanilla_tiny", "vidtr_tiny", "cvidtr_tiny"])
+def test_mixed_precision_matches_float32(preset, policy):
+    full = _model(preset, None)
+    sd = seeded_state_dict({k: np.shape(v) for k, v in gluonmm.to_state_dict(full).items()}, scale=0.1)
+    gluonmm.load_state_dict(full, sd)
+    mixed = _model(preset, policy)
+    gluonmm.load_state_dict(mixed, sd)
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in mixed.weights)
+    clip = np.random.default_rng(0).normal(size=(2, full.backbone.num_frames, 32, 32, 3)).astype("float32")
+    want = to_numpy(full(clip, training=False))
+    out = mixed(clip, training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
+    got = to_numpy(keras.ops.cast(out, "float32"))
+    scale = np.abs(want).max()
+    assert scale > 0.1  # logits of a real size, so the relative bound means something
+    assert np.abs(got - want).max() <= TOLERANCE[policy] * scale
