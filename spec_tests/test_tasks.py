@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import keras
 import numpy as np
@@ -427,3 +428,23 @@ def test_train_with_remat_and_mixed_precision_builds_that_model(demo, tmp_path, 
     # a saved model keeps its own configuration: the flags cannot silently not apply
     assert vidtr("train", "--model", output, "--remat", *train_args(demo, tmp_path / "again")[3:]) == 2
     assert "apply only to a model built from a preset" in capsys.readouterr().out.replace("\n", "")
+
+
+def test_train_flags_map_onto_train_config(demo, tmp_path):
+    """Every `vidtr train` flag reaches `TrainConfig` (built from its dataclass fields), e.g. `--no-flip`
+    for classes a mirror image changes (moving left / right)."""
+    seen = {}
+
+    def fake_train(config, **kwargs):
+        seen["config"] = config
+        return {"history": [], "epochs": 0, "output": config.output}
+
+    args = train_args(demo, tmp_path / "flags", "--no-flip", "--remat", "--mixed-precision")
+    with mock.patch("vidtr_keras.cli.data.train", fake_train):
+        assert vidtr(*args) == 0
+    config = seen["config"]
+    assert config.flip is False and config.remat is True and config.mixed_precision is True
+    assert (config.model, config.rate, config.batch_size, config.epochs) == ("vidtr_tiny", 2, 4, 2)
+    with mock.patch("vidtr_keras.cli.data.train", fake_train):
+        assert vidtr(*train_args(demo, tmp_path / "flags")) == 0
+    assert seen["config"].flip is True  # the released augmentation by default
