@@ -179,6 +179,9 @@ def _run_chunk(paths, timeout):
         todo = paths[len(results) :]
         proc = subprocess.Popen(
             _worker_command(),
+            # Unbuffered: the decoder's messages reach the worker's capture file before it is read
+            # (with a buffered worker they were lost and damaged bytes went unreported).
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
