@@ -5,6 +5,7 @@ directory (its last checkpoint). `--weights` loads a `.weights.h5` file (e.g. fr
 `vidtr inflate`) or an official checkpoint (`.pth`/`.npz`) into it.
 """
 
+import argparse
 import dataclasses
 import os
 
@@ -157,6 +158,14 @@ def cmd_evaluate(args):
     return 0
 
 
+def _threads_flag(text):
+    if text in ("auto", "default"):
+        return None if text == "default" else text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be auto, default or a positive number, got {text!r}")
+    return int(text)
+
+
 def cmd_train(args):
     """`vidtr train`: the released recipe, a checkpoint per epoch, `--resume`, a CSV log."""
     # Every TrainConfig field is a flag of the same name; a few need translating.
@@ -300,6 +309,13 @@ def register(subparsers):
         help="data-parallel: split every batch over all devices (JAX, keras.distribution.DataParallel)",
     )
     p.add_argument("--jit-compile", choices=("auto", "on", "off"), default="auto")
+    p.add_argument(
+        "--threads",
+        type=_threads_flag,
+        default="auto",
+        help="PyTorch intra-op CPU threads: auto (1 for a small model such as the tiny presets, whose ops are "
+        "too small to split; torch's default otherwise), a number, or 'default'",
+    )
     p.add_argument(
         "--no-flip",
         action="store_true",

@@ -3,7 +3,7 @@
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states, rng_states
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, RELEASED_MILESTONES, EpochStepDecay, scaled_milestones
-from vidtr_keras.training.trainer import TrainConfig, train
+from vidtr_keras.training.trainer import SMALL_MODEL_MACS, TrainConfig, intra_op_threads, train
 
 __all__ = [
     "CoupledSGD",
@@ -11,7 +11,9 @@ __all__ = [
     "EpochStepDecay",
     "RELEASED_EPOCHS",
     "RELEASED_MILESTONES",
+    "SMALL_MODEL_MACS",
     "TrainConfig",
+    "intra_op_threads",
     "restore_rng_states",
     "rng_states",
     "scaled_milestones",

@@ -75,6 +75,9 @@ class TrainConfig:
     workers: int = 1
     distribute: str = None
     jit_compile: str = "auto"
+    # Intra-op CPU threads of the PyTorch backend during the run: "auto" (one thread for a small
+    # model, see `intra_op_threads`), an integer, or None (torch's default: one per core).
+    threads: object = "auto"
     check_videos: bool = True
     multi_label: bool = None
     # Memory and speed (they apply to a model built from a preset): rematerialise every encoder block
@@ -102,7 +105,7 @@ def _resumed_config(config, stored):
             "`resume` continues the run in "
             f"{config.output!r} with its own settings; these differ: " + "; ".join(changed)
         )
-    for key in ("workers", "distribute", "jit_compile"):  # how to run, not what: may change
+    for key in ("workers", "distribute", "jit_compile", "threads"):  # how to run, not what: may change
         merged[key] = given[key]
     merged["output"] = config.output
     return TrainConfig(**merged)
@@ -156,10 +159,84 @@ def _jit(value):
     if value in (True, "on", "true"):
         if keras.backend.backend() == "torch":
             raise ValueError(
-                "`jit_compile` on is not supported with the torch backend here (it is very slow); use auto."
+                "`jit_compile` on (torch.compile) is not supported with the torch backend: compiling the Keras "
+                "training step of even vidtr_tiny did not finish in 9 minutes on a 2-core CPU; use auto (eager, "
+                "with `threads` auto for small models)."
             )
         return True
     return False
+
+
+# Below this many multiply-adds per training batch (forward pass), PyTorch's per-op work is too
+# small to split over threads: an OpenMP parallel region then only adds a barrier, which costs a
+# whole scheduler time slice (10-16 ms measured on a shared 2-core machine) whenever another process
+# holds the other core. vidtr_tiny's walk-through batch (2 x 4 x 32 x 32) is about 3e6; VidTr-S at
+# 8 x 224 x 224 is 1.6e11 per clip and gains from every core.
+SMALL_MODEL_MACS = 1e9
+
+
+def _batch_macs(model, geometry, batch_size):
+    from vidtr_keras.complexity.flops import flops
+
+    try:
+        report = flops(model, frames=geometry.clip_len, image_size=geometry.crop_size)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return None  # not a VidTr model: no analytic count
+    return report.macs * batch_size
+
+
+def intra_op_threads(threads, batch_macs, backend=None):
+    """The PyTorch intra-op thread count a run uses: None keeps the backend's default.
+
+    Args:
+        threads: "auto", None or a positive integer.
+        batch_macs: multiply-adds of the forward pass of one training batch (None: unknown).
+        backend: the Keras backend (the current one by default).
+
+    "auto" picks 1 on PyTorch when `batch_macs` < `SMALL_MODEL_MACS` (eager PyTorch runs thousands of
+    tiny ops per step of a small model; each parallel region waits for a second thread that may not
+    be scheduled), else the default. TensorFlow and JAX keep their own thread pools (they fix them at
+    start-up), so an explicit integer is an error there.
+    """
+    backend = backend or keras.backend.backend()
+    if threads is None:
+        return None
+    if threads == "auto":
+        if backend == "torch" and batch_macs is not None and batch_macs < SMALL_MODEL_MACS:
+            return 1
+        return None
+    value = int(threads) if isinstance(threads, (int, np.integer)) or str(threads).isdigit() else 0
+    if isinstance(threads, bool) or value < 1:
+        raise ValueError(f"`threads` must be 'auto', None or a positive integer, got {threads!r}.")
+    if backend != "torch":
+        raise ValueError(
+            f"`threads` {value} applies to the PyTorch backend; {backend!r} fixes its thread pool at start-up "
+            "(TensorFlow: tf.config.threading before any op; JAX: XLA_FLAGS). Use 'auto' here."
+        )
+    return value
+
+
+class _torch_threads:
+    """Sets torch's intra-op threads for the `with` block and restores them afterwards."""
+
+    def __init__(self, threads):
+        self.threads = threads
+        self.previous = None
+
+    def __enter__(self):
+        if self.threads is not None:
+            import torch  # the backend's own setting; only reached on the torch backend
+
+            self.previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import torch
+
+            torch.set_num_threads(self.previous)
+        return False
 
 
 def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=None):
@@ -302,20 +379,11 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         if history:
             run_dir.write_log(os.path.join(output, run_dir.LOG_FILE), history)
         train_data.set_epoch(start_epoch)
-        if train_data.workers > 1:
-            # Build the compiled loss and metrics on one batch now. Otherwise `fit` pulls a batch from
-            # the worker queue to build them, and Keras then serves the batches prefetched meanwhile at
-            # the start of the first epoch, out of order: a resumed run would not see the same data.
-            model.test_on_batch(*train_data[0])
-        model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=config.epochs,
-            initial_epoch=start_epoch,
-            shuffle=False,  # the dataset shuffles, from the seed and the epoch
-            callbacks=[checkpoint, *callbacks],
-            verbose=verbose,
-        )
+        threads = intra_op_threads(config.threads, _batch_macs(model, geometry, config.batch_size))
+        if log is not None and threads is not None:
+            log(f"PyTorch intra-op threads: {threads} (threads={config.threads!r})")
+        with _torch_threads(threads):
+            _fit(model, train_data, val_data, config, start_epoch, [checkpoint, *callbacks], verbose)
     return {
         "output": output,
         "epochs": config.epochs,
@@ -323,7 +391,25 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         "model": model,
         "config": config,
         "failures": dict(train_data.failures),
+        "threads": threads,
     }
+
+
+def _fit(model, train_data, val_data, config, start_epoch, callbacks, verbose):
+    if train_data.workers > 1:
+        # Build the compiled loss and metrics on one batch now. Otherwise `fit` pulls a batch from
+        # the worker queue to build them, and Keras then serves the batches prefetched meanwhile at
+        # the start of the first epoch, out of order: a resumed run would not see the same data.
+        model.test_on_batch(*train_data[0])
+    model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=config.epochs,
+        initial_epoch=start_epoch,
+        shuffle=False,  # the dataset shuffles, from the seed and the epoch
+        callbacks=callbacks,
+        verbose=verbose,
+    )
 
 
 class _null_scope:
