@@ -247,6 +247,10 @@ class PositionEmbedding(_GridParameterLayer):
         layout: "grid" or "single".
         num_frames: temporal tokens of the clips the embedding is made for.
         grid_size: int or (grid_h, grid_w), the patch grid it is made for.
+        initializer_stddev: std of the truncated-normal initialisation; 0.02 (ViT's, and the
+            official code's) by default. Tokens are LayerNorm-ed to unit scale, so at 0.02 the
+            embedding is about 1/50 of the signal; a larger value makes an untrained separable model
+            far more sensitive to frame order (see `BackboneConfig.position_embedding_stddev`).
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -255,6 +259,13 @@ class PositionEmbedding(_GridParameterLayer):
     Returns:
         grid: (1, frames + 1, grid_h * grid_w + 1, d); single: (1, 1 + frames * grid_h * grid_w, d).
     """
+
+    def __init__(self, layout="grid", num_frames=8, grid_size=(14, 14), initializer_stddev=0.02, **kwargs):
+        super().__init__(layout=layout, num_frames=num_frames, grid_size=grid_size, **kwargs)
+        stddev = float(initializer_stddev)
+        if not stddev > 0 or stddev == float("inf"):
+            raise ValueError(f"initializer_stddev must be a positive finite number, got {initializer_stddev!r}.")
+        self.initializer_stddev = stddev
 
     def build(self, input_shape):
         check_rank(self.name, input_shape, 5, "(batch, frames, grid_h, grid_w, dim)")
@@ -265,7 +276,7 @@ class PositionEmbedding(_GridParameterLayer):
             length = 1 + self.num_frames * self.num_patches
         self.embeddings = self.add_weight(
             shape=(1, length, dim),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            initializer=keras.initializers.TruncatedNormal(stddev=self.initializer_stddev),
             name="embeddings",
         )
 
@@ -299,6 +310,11 @@ class PositionEmbedding(_GridParameterLayer):
         if self.layout == "single":
             return (1, None if None in (t, h, w) else 1 + t * h * w, d)
         return (1, None if t is None else t + 1, None if None in (h, w) else h * w + 1, d)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"initializer_stddev": self.initializer_stddev})
+        return config
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")

@@ -66,6 +66,9 @@ class VidTrBackbone(keras.Model):
             last pooling layer for a single-layout separable model, none otherwise.
         position_embedding_every_layer: add the position embedding in every layer instead of only the
             first (the official code does this exactly when temporal_size == 16).
+        position_embedding_stddev: std of the position embedding's initialisation (0.02, ViT's and
+            the official code's); larger values make an untrained separable model more sensitive
+            to frame order (`BackboneConfig.position_embedding_stddev`).
         mlp_activation: "relu" (released code) or "gelu" (ViT).
         dropout, attention_dropout: dropout rates.
         layer_norm_epsilon: LayerNorm epsilon.
@@ -94,6 +97,7 @@ class VidTrBackbone(keras.Model):
         second_softmax=True,
         joint_from_layer=None,
         position_embedding_every_layer=False,
+        position_embedding_stddev=0.02,
         mlp_activation="relu",
         dropout=0.1,
         attention_dropout=0.1,
@@ -121,6 +125,7 @@ class VidTrBackbone(keras.Model):
             second_softmax=second_softmax,
             joint_from_layer=joint_from_layer,
             position_embedding_every_layer=position_embedding_every_layer,
+            position_embedding_stddev=position_embedding_stddev,
             mlp_activation=mlp_activation,
             dropout=dropout,
             attention_dropout=attention_dropout,
@@ -135,7 +140,14 @@ class VidTrBackbone(keras.Model):
         clips = keras.Input(shape=(None, None, None, num_channels), name="clips")
         patches = TubeletEmbedding(hidden_dim, patch_size, dtype=dtype, name="patch_embedding")(clips)
         pos_layout = class_token_layout
-        pos = PositionEmbedding(pos_layout, token_frames, grid_size, dtype=dtype, name="position_embedding")(patches)
+        pos = PositionEmbedding(
+            pos_layout,
+            token_frames,
+            grid_size,
+            initializer_stddev=config.position_embedding_stddev,
+            dtype=dtype,
+            name="position_embedding",
+        )(patches)
         class_tokens = ClassTokens(class_token_layout, token_frames, grid_size, dtype=dtype, name="class_tokens")
         cls = None
         if class_token_layout == "grid":
@@ -267,6 +279,7 @@ class VidTrBackbone(keras.Model):
             "second_softmax": self.second_softmax,
             "joint_from_layer": self.joint_from_layer,
             "position_embedding_every_layer": self.position_embedding_every_layer,
+            "position_embedding_stddev": self.position_embedding_stddev,
             "mlp_activation": self.mlp_activation,
             "dropout": self.dropout,
             "attention_dropout": self.attention_dropout,

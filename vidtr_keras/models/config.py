@@ -65,6 +65,12 @@ class BackboneConfig:
             layer for a single-class-token separable model (C-VidTr), no joint layer otherwise.
         position_embedding_every_layer: add the position embedding in every layer, not only the first
             (the official code does so exactly when its temporal_size is 16).
+        position_embedding_stddev: std of the position embedding's truncated-normal initialisation;
+            0.02 (ViT's and the official code's, the default). At 0.02 an untrained model in the
+            official temporal-spatial order barely tells frames apart (the embedding is about 1/50
+            of the LayerNorm-ed tokens); 0.5 raises that sensitivity about 13x, though on the
+            procedural direction task it did not make that order learn (`python -m reproduce
+            learning`). Only the initialisation changes: loaded weights replace it.
         mlp_activation: "relu" (the released code), "gelu" (ViT) or any Keras activation name.
         dropout: dropout rate after the attention and in the MLP.
         attention_dropout: dropout rate on the attention probabilities.
@@ -87,6 +93,7 @@ class BackboneConfig:
     second_softmax: bool = True
     joint_from_layer: int = None
     position_embedding_every_layer: bool = False
+    position_embedding_stddev: float = 0.02
     mlp_activation: str = "relu"
     dropout: float = 0.1
     attention_dropout: float = 0.1
@@ -112,6 +119,10 @@ class BackboneConfig:
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}.")
             put(name, value)
+        stddev = self.position_embedding_stddev
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0 < float(stddev) < float("inf"):
+            raise ValueError(f"position_embedding_stddev must be a positive number, got {stddev!r}.")
+        put("position_embedding_stddev", float(stddev))
         put("layer_norm_epsilon", float(self.layer_norm_epsilon))
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"layer_norm_epsilon must be positive, got {self.layer_norm_epsilon}.")
