@@ -6,6 +6,11 @@ measures the backend's float32 matmul peak in the same process (2048^3, compiled
 compiles), and reads the process's peak resident memory. Achieved GFLOP/s use the full analytic FLOP
 count (`flops(..., convention="full")`; a training step counted as 3x the forward pass).
 
+With `backend_tuning=True` (the default) the backend settings the training tools apply are applied
+first (`vidtr_keras.training.backend_tuning.tune_backend`: on JAX, Threefry dropout bits lowered
+as straight-line code for the CPU; same bits, faster), so the numbers describe what `vidtr train`
+runs; which were applied is recorded in the result.
+
 Run it in a fresh process per measurement (`python -m vidtr_keras.complexity.benchmark '<json>'`
 prints one `RESULT <json>` line): the peak-memory counter describes the whole process.
 Wall-clock numbers depend on what else runs on the machine; `os.getloadavg()` is recorded with
@@ -82,6 +87,7 @@ def benchmark(
     runs=3,
     warmup=1,
     image_size=224,
+    backend_tuning=True,
     on_progress=None,
 ):
     """Times `runs` inference calls or training steps of `preset` after `warmup` untimed ones.
@@ -95,6 +101,7 @@ def benchmark(
         mixed_precision: build under the `mixed_bfloat16` dtype policy.
         runs, warmup: timed and untimed calls.
         image_size: clip height and width.
+        backend_tuning: apply `tune_backend()` first (results identical; see the module docstring).
         on_progress: optional callback(str) told what is running.
 
     Returns:
@@ -102,7 +109,8 @@ def benchmark(
         `gflop` (full count for one call), `gflops` (achieved), `peak_gflops` (matmul, same process,
         best of before and after), `percent_of_peak`, `baseline_rss` (before the model),
         `peak_rss` (peak during the timed calls), `predicted_bytes` (the memory model's training
-        footprint incl. runtime), `activation_bytes_model`, `state_bytes_model`, `loadavg`.
+        footprint incl. runtime), `activation_bytes_model`, `state_bytes_model`, `loadavg`,
+        `backend_tuning` (the settings applied, see `backend_tuning`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -111,6 +119,11 @@ def benchmark(
     from vidtr_keras.models import build_model, get_preset
 
     note = on_progress or (lambda message: None)
+    tuning = {}
+    if backend_tuning:
+        from vidtr_keras.training.backend_tuning import tune_backend
+
+        tuning = tune_backend()
     note("matmul peak")
     peak_before = matmul_peak()
     baseline = _proc_status()["VmRSS"]
@@ -192,6 +205,7 @@ def benchmark(
         "activation_bytes_model": fit.activation_bytes,
         "state_bytes_model": fit.state_bytes,
         "loadavg": list(os.getloadavg()),
+        "backend_tuning": tuning,
         "threads": os.cpu_count(),
     }
 

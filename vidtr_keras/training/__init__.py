@@ -1,5 +1,6 @@
 """Training: the released recipe's optimiser and schedule, the per-epoch checkpoint, and `train`."""
 
+from vidtr_keras.training.backend_tuning import fast_jax_cpu_rng, tune_backend
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states, rng_states
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, RELEASED_MILESTONES, EpochStepDecay, scaled_milestones
@@ -13,9 +14,11 @@ __all__ = [
     "RELEASED_MILESTONES",
     "SMALL_MODEL_MACS",
     "TrainConfig",
+    "fast_jax_cpu_rng",
     "intra_op_threads",
     "restore_rng_states",
     "rng_states",
     "scaled_milestones",
     "train",
+    "tune_backend",
 ]

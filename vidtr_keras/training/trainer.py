@@ -18,6 +18,7 @@ from vidtr_keras import data as vdata
 from vidtr_keras import run_dir
 from vidtr_keras.data.annotations import AnnotationProblem
 from vidtr_keras.inference import clip_geometry, load_model
+from vidtr_keras.training.backend_tuning import tune_backend
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, EpochStepDecay, scaled_milestones
@@ -379,6 +380,9 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         if history:
             run_dir.write_log(os.path.join(output, run_dir.LOG_FILE), history)
         train_data.set_epoch(start_epoch)
+        # JAX on CPU: Threefry dropout bits lowered as straight-line code (the same bits; less memory).
+        if tune_backend()["fast_jax_cpu_rng"] and log is not None:
+            log("JAX on CPU: dropout random bits lowered as straight-line code (same bits, less memory)")
         threads = intra_op_threads(config.threads, _batch_macs(model, geometry, config.batch_size))
         if log is not None and threads is not None:
             log(f"PyTorch intra-op threads: {threads} (threads={config.threads!r})")
