@@ -7,6 +7,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# XLA (JAX everywhere, TensorFlow's jit-compiled `fit`/`predict`) compiles each new shape; with the tiny
+# shapes here, compiling is most of the suite's time and LLVM's optimisation passes most of each compile.
+# Level 0 changes the generated machine code's speed, not the computation XLA was asked to run (its HLO
+# optimisations still run): compile-bound tests ran 1.6-1.9x faster on this machine, while code that runs
+# on large tensors runs slower (so tests keep tensors tiny; full-size models are built without drawing
+# initial values). Set XLA_FLAGS to override.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import keras  # noqa: E402
 
@@ -34,6 +42,22 @@ def load_fixture(name):
 
 def to_numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def run_compiled(fn, *args):
+    """`fn(*args)` (layers called on arrays), as one compiled function on JAX, eagerly elsewhere.
+
+    Eager JAX compiles every primitive anew for each new shape (a layer call is 10-30 compilations, a
+    few seconds on this machine), so a property drawing random shapes spends its time compiling; one
+    `jax.jit` per drawn shape compiles the same computation once. This is the path Keras itself takes
+    on JAX (`fit`, `predict`, `evaluate` are jitted); TensorFlow and PyTorch run eagerly, which compiles
+    nothing. `fn` must not create or assign variables (build layers before).
+    """
+    if BACKEND != "jax":
+        return fn(*args)
+    import jax
+
+    return jax.jit(fn)(*args)
 
 
 @pytest.fixture(autouse=True)

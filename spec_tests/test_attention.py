@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vidtr_keras.layers import JointAttention, SeparableAttention
 
 import oracle
-from conftest import to_numpy
+from conftest import run_compiled, to_numpy
 from strategies import attention_params, heads_and_width, seeds, set_attention_weights
 
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
@@ -32,7 +32,7 @@ def test_joint_attention_matches_oracle(hw, b, n, seed, qk_only):
     layer = JointAttention(heads)
     layer.build((None, None, d))
     set_attention_weights(layer, p)
-    got = to_numpy(layer(x, value_inputs=v))
+    got = to_numpy(run_compiled(lambda x, v: layer(x, value_inputs=v), x, v))
     np.testing.assert_allclose(got, oracle.joint_attention(x.astype("float64"), p, heads, v), atol=2e-4, rtol=1e-4)
 
 
@@ -58,7 +58,7 @@ def test_separable_attention_matches_oracle(hw, b, t, s, order, drop, second_sof
     layer = _separable(
         heads, d, p, order=order, frames_dropped=drop, second_softmax=second_softmax, keep_first=keep_first
     )
-    got = layer(x)
+    got = run_compiled(layer, x)
     want, idx = oracle.separable_attention(x.astype("float64"), p, heads, order, drop, second_softmax, keep_first)
     if drop:
         got, sel = got
@@ -76,7 +76,8 @@ def test_one_frame_separable_equals_spatial(hw, b, s, seed):
     x = rng.normal(size=(b, 1, s, d)).astype("float32")
     sep = _separable(heads, d, p, order="temporal_spatial")
     spatial = _separable(heads, d, p, order="spatial")
-    np.testing.assert_allclose(to_numpy(sep(x)), to_numpy(spatial(x)), atol=1e-5)
+    got_sep, got_spatial = run_compiled(lambda x: (sep(x), spatial(x)), x)
+    np.testing.assert_allclose(to_numpy(got_sep), to_numpy(got_spatial), atol=1e-5)
 
 
 @given(hw=heads_and_width, b=st.integers(1, 2), t=st.integers(1, 7), seed=seeds)
@@ -87,7 +88,8 @@ def test_one_patch_separable_equals_temporal(hw, b, t, seed):
     x = rng.normal(size=(b, t, 1, d)).astype("float32")
     sep = _separable(heads, d, p, order="temporal_spatial")
     temporal = _separable(heads, d, p, order="temporal")
-    np.testing.assert_allclose(to_numpy(sep(x)), to_numpy(temporal(x)), atol=1e-5)
+    got_sep, got_temporal = run_compiled(lambda x: (sep(x), temporal(x)), x)
+    np.testing.assert_allclose(to_numpy(got_sep), to_numpy(got_temporal), atol=1e-5)
 
 
 def _mha_from(p, heads, d, attention_axes):
@@ -113,10 +115,11 @@ def test_single_axis_modes_equal_keras_multi_head_attention(order, axes, hw, t, 
     p = attention_params(rng, d)
     x = rng.normal(size=(2, t, s, d)).astype("float32")
     mha = _mha_from(p, heads, d, axes)
-    mha(x, x)
+    mha.build(x.shape, x.shape)
     _load_mha(mha, p, heads, d)
     ours = _separable(heads, d, p, order=order)
-    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(mha(x, x)), atol=1e-4)
+    got, want = run_compiled(lambda x: (ours(x), mha(x, x)), x)
+    np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-4)
 
 
 @given(hw=heads_and_width, n=st.integers(1, 10), seed=seeds)
@@ -126,12 +129,13 @@ def test_joint_attention_equals_keras_multi_head_attention(hw, n, seed):
     p = attention_params(rng, d)
     x = rng.normal(size=(2, n, d)).astype("float32")
     mha = _mha_from(p, heads, d, None)
-    mha(x, x)
+    mha.build(x.shape, x.shape)
     _load_mha(mha, p, heads, d)
     ours = JointAttention(heads)
     ours.build((None, None, d))
     set_attention_weights(ours, p)
-    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(mha(x, x)), atol=1e-4)
+    got, want = run_compiled(lambda x: (ours(x), mha(x, x)), x)
+    np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-4)
 
 
 @given(hw=heads_and_width, t=st.integers(2, 6), s=st.integers(1, 5), order=st.sampled_from(ORDERS), data=st.data())
@@ -143,7 +147,8 @@ def test_permuting_frames_permutes_per_frame_outputs(hw, t, s, order, data):
     p = attention_params(rng, d)
     x = rng.normal(size=(2, t, s, d)).astype("float32")
     layer = _separable(heads, d, p, order=order)
-    np.testing.assert_allclose(to_numpy(layer(x[:, perm])), to_numpy(layer(x))[:, perm], atol=1e-5)
+    permuted, plain = run_compiled(lambda a, b: (layer(a), layer(b)), x[:, perm], x)
+    np.testing.assert_allclose(to_numpy(permuted), to_numpy(plain)[:, perm], atol=1e-5)
 
 
 def test_separable_attention_symbolic_shapes_and_pooling_output():

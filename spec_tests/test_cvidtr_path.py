@@ -11,7 +11,7 @@ from vidtr_keras.convert import gluonmm
 from vidtr_keras.layers import SeparableAttention, VidTrEncoderBlock
 
 import oracle
-from conftest import to_numpy
+from conftest import run_compiled, to_numpy
 from strategies import attention_params, block_params, official_state_dict, set_attention_weights, set_block_weights
 
 
@@ -88,5 +88,5 @@ def test_compact_models_with_joint_layers_after_pooling_match_the_oracle(layers,
     joint = [kind for kind, _ in model.backbone.layer_plan if kind == "joint"]
     assert len(joint) == layers - 1 - pools[-1]
     clip = rng.normal(size=(2, 3, 5, 8, 8)).astype("float32")
-    got = to_numpy(model(np.transpose(clip, (0, 2, 3, 4, 1)), training=False))
+    got = to_numpy(run_compiled(lambda x: model(x, training=False), np.transpose(clip, (0, 2, 3, 4, 1))))
     np.testing.assert_allclose(got, oracle.official_forward(sd, config, clip), atol=2e-4, rtol=1e-4)

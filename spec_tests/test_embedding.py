@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vidtr_keras.layers import ClassTokens, FlattenPatches, PositionEmbedding, TubeletEmbedding
 
 import oracle
-from conftest import to_numpy
+from conftest import run_compiled, to_numpy
 from strategies import seeds
 
 
@@ -28,7 +28,8 @@ def test_tubelet_embedding_matches_oracle(pt, ph, pw, gt, gh, gw, d, c, seed):
     rng = np.random.default_rng(seed)
     clip = rng.normal(size=(2, gt * pt, gh * ph, gw * pw, c)).astype("float32")
     layer = TubeletEmbedding(d, patch_size=(pt, ph, pw))
-    out = to_numpy(layer(clip))
+    layer.build(clip.shape)
+    out = to_numpy(run_compiled(layer, clip))
     weight = np.transpose(to_numpy(layer.projection.kernel), (4, 3, 0, 1, 2))  # official (d, C, t, h, w)
     want = oracle.patch_embed(clip.astype("float64"), weight, to_numpy(layer.projection.bias))
     assert out.shape == (2, gt, gh, gw, d)
@@ -74,7 +75,7 @@ def test_position_embedding_resizes_like_the_oracle(layout, t, gh, gw, nt, nh, n
     rng = np.random.default_rng(seed)
     layer = _built(PositionEmbedding, layout, t, (gh, gw), d, rng)
     table = to_numpy(layer.embeddings)[0]
-    got = to_numpy(layer(np.zeros((1, nt, nh, nw, d), "float32")))
+    got = to_numpy(run_compiled(layer, np.zeros((1, nt, nh, nw, d), "float32")))
     if layout == "single":
         body = _resize_oracle(table[1:].reshape(t, gh, gw, d), (t, gh, gw), (nt, nh, nw))
         want = np.concatenate([table[:1], body.reshape(-1, d)])[None]
@@ -103,7 +104,7 @@ def test_grid_class_tokens_layout_and_resize(t, gh, gw, nt, nh, seed):
     layer = _built(ClassTokens, "grid", t, (gh, gw), d, rng)
     cls_t, cls_s = to_numpy(layer.temporal_class_tokens), to_numpy(layer.spatial_class_tokens)
     patches = rng.normal(size=(2, nt, nh, gw, d)).astype("float32")
-    out = to_numpy(layer(patches))
+    out = to_numpy(run_compiled(layer, patches))
     assert out.shape == (2, nt + 1, nh * gw + 1, d)
     np.testing.assert_array_equal(out[:, 1:, 1:], patches.reshape(2, nt, nh * gw, d))
     top = _resize_oracle(cls_t[0, 1:].reshape(gh, gw, d), (gh, gw), (nh, gw)).reshape(-1, d)

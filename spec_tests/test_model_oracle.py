@@ -11,7 +11,7 @@ from vidtr_keras import build_model
 from vidtr_keras.convert import gluonmm
 
 import make_expected_logits
-from conftest import FIXTURES, to_numpy
+from conftest import FIXTURES, run_compiled, to_numpy
 from oracle_models import backbone_forward, seeded_state_dict
 
 SMALL = {"image_size": 16, "dropout": 0.0, "attention_dropout": 0.0, "head_dropout": 0.0}
@@ -66,7 +66,7 @@ def test_backbone_variants_match_the_oracle(case):
     model, sd = _seeded_model(preset, overrides)
     config = model.backbone.backbone_config
     clip = np.random.default_rng(1).normal(size=(2, config.num_frames, 16, 16, 3)).astype("float32")
-    got = to_numpy(model(clip, training=False))
+    got = to_numpy(run_compiled(lambda x: model(x, training=False), clip))
     want = backbone_forward(sd, config, clip)
     np.testing.assert_allclose(got, want, atol=5e-4, rtol=1e-4)
 

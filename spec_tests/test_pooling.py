@@ -10,7 +10,7 @@ from vidtr_keras.layers import TemporalAveragePooling, TemporalConvPooling, TopK
 from vidtr_keras.layers.attention import gather_frames
 
 import oracle
-from conftest import BACKEND, to_numpy
+from conftest import BACKEND, run_compiled, to_numpy
 from strategies import seeds
 
 
@@ -24,7 +24,7 @@ def test_keeps_exactly_t_minus_k_frames_in_temporal_order_the_highest_std(t, dat
     assume(k > 0)  # no frame to drop with t=2 and keep_first: hypothesis discards the draw
     rng = np.random.default_rng(data.draw(seeds))
     probs = random_probs(rng, lead, t)
-    pooled, sel = TopKStdPooling(k, second_softmax=False, keep_first=keep_first)(probs)
+    pooled, sel = run_compiled(TopKStdPooling(k, second_softmax=False, keep_first=keep_first), probs)
     sel = to_numpy(sel)
     assert sel.shape == lead + (t - k, t)
     # one-hot rows, each frame at most once, ascending order
@@ -57,8 +57,7 @@ def test_selection_invariant_to_positive_scaling_and_ddof(t, seed, scale):
     gaps = np.diff(np.sort(std, -1), axis=-1)
     assume(gaps.min() >= 1e-4)  # near-equal stds could be reordered by float rounding
     layer = TopKStdPooling(t // 2)
-    _, sel = layer(probs)
-    _, sel_scaled = layer(probs * np.float32(scale))
+    (_, sel), (_, sel_scaled) = run_compiled(lambda a, b: (layer(a), layer(b)), probs, probs * np.float32(scale))
     np.testing.assert_array_equal(to_numpy(sel), to_numpy(sel_scaled))
     idx = to_numpy(sel).argmax(-1)
     for ddof in (0, 1):
@@ -150,7 +149,7 @@ def test_temporal_average_pooling_matches_oracle(t, data, keep_first):
     assume(avail >= 2)  # average pooling needs two frames to merge
     k = data.draw(st.integers(1, avail - 1))
     x = np.random.default_rng(data.draw(seeds)).normal(size=(2, t, 3, 4)).astype("float32")
-    got = to_numpy(TemporalAveragePooling(k, keep_first=keep_first)(x))
+    got = to_numpy(run_compiled(TemporalAveragePooling(k, keep_first=keep_first), x))
     if keep_first:
         want = np.concatenate([x[:, :1], oracle.adaptive_average(x[:, 1:], avail - k)], axis=1)
     else:

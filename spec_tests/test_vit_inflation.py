@@ -43,7 +43,7 @@ from vidtr_keras.convert import vit as vit_convert
 from vidtr_keras.layers import PositionEmbedding, TubeletEmbedding
 
 import oracle
-from conftest import to_numpy
+from conftest import run_compiled, to_numpy
 from strategies import seeds
 
 # === A tiny ViT in each source format (random weights, real names and layouts) ===
@@ -610,7 +610,7 @@ def test_tubelet_kernel_keeps_image_features_on_identical_frames(t, ph, pw, c, d
     layer.build((None, frames * t, 2 * ph, 2 * pw, c))
     layer.projection.kernel.assign(kernel)
     image = rng.normal(size=(1, 2 * ph, 2 * pw, c)).astype("float32")
-    out = to_numpy(layer(np.repeat(image[:, None], frames * t, axis=1)))
+    out = to_numpy(run_compiled(layer, np.repeat(image[:, None], frames * t, axis=1)))
     want = np.einsum("bHhWwc,hwcd->bHWd", image.reshape(1, 2, ph, 2, pw, c), image_kernel)
     for f in range(frames):
         np.testing.assert_allclose(out[:, f], want, atol=1e-4)
@@ -629,7 +629,7 @@ def test_position_table_gives_each_frame_the_image_positions(layout, t, gh, gw, 
     layer = PositionEmbedding(layout, t, (gh, gw))
     layer.build((None, t, gh, gw, d))
     layer.embeddings.assign(vit_convert.inflate_position_embedding(pos, layout, t))
-    out = to_numpy(layer(np.zeros((1, t, gh, gw, d), "float32")))[0]
+    out = to_numpy(run_compiled(layer, np.zeros((1, t, gh, gw, d), "float32")))[0]
     if layout == "grid":  # (t + 1, S + 1, d): every row, the class-token row too, is the ViT's table
         assert out.shape == (t + 1, gh * gw + 1, d)
         np.testing.assert_array_equal(out, np.broadcast_to(pos, out.shape))
