@@ -21,6 +21,21 @@ For one pre-LN layer with N tokens of width d, MLP width m and attention maps of
 - "pooling": std-topK's pooled rows, second softmax output and selection, the gathered q and k, and
   the residual stream it gathers (C-VidTr pooling layers only).
 The patch embedding keeps the clip (input of the convolution); the head keeps the pooled feature.
+
+With rematerialised blocks (`remat=True`) a block keeps only its input ("block_input") and the peak
+comes during the backward pass of one block, the one with the largest footprint: its recomputed
+activations (all the rows above) and the gradients its backward holds beside them
+("recomputed_block"). Reverse-mode autodiff produces, for every float tensor the block keeps, a
+gradient of the same shape (LayerNorm inputs and outputs, q, k, v, the attention probabilities before
+and after dropout, the MLP hidden...); the dropout masks (bytes) get none. Not all of them exist at
+once, but the element-wise temporaries of the backward take the place of those already freed (the
+softmax backward's dP * P, dP - sum, their product; TensorFlow's dropout draws a float uniform of the
+full size when the block is recomputed), so the count is the block's float activations once more.
+Counting the recomputed activations alone, `fits_in_memory` fell short of TensorFlow's measured peak
+resident memory by up to 1.55x (C-VidTr-S, 32 frames); with the gradients, the measured peaks of
+VidTr-S, Vanilla-Tr and C-VidTr-S at 8-64 frames are within 8 % of it. For C-VidTr the largest block
+is a joint one after the pooling layers (1 + T'S tokens, T' the frames left), not the first,
+un-pooled one: its attention maps grow with the square of the clip length.
 Element-wise fusion (XLA) and layout copies made for batched matmuls (PyTorch's einsum) move real
 backends away from this model in both directions; `measure` reports what they really use.
 """
@@ -231,7 +246,9 @@ def memory(
             dropout masks and copies, as a model with dropout off would keep.
         remat: the model rematerialises its encoder blocks (`VidTrBackbone(remat=True)`): each block
             keeps only its input ("block_input"), and the backward pass holds the full activations
-            of one block at a time, the largest ("recomputed_block", layer None).
+            of one block at a time plus the gradients of their float tensors; the block where that
+            is largest gives "recomputed_block" (layer None). A backend that undoes remat (XLA on
+            CPU) keeps what `remat=False` describes.
         **overrides: other backbone arguments.
 
     Returns:
@@ -260,7 +277,11 @@ def memory(
     for layer in spec.layers():
         layer_rows = _layer_rows(layer, spec, b, fb, dropout_on, att_dropout_on)
         if remat:
-            largest_block = max(largest_block, sum(r.bytes for r in layer_rows))
+            # Recomputed activations + a gradient of the same size for every float tensor among them
+            # (dropout masks are bytes and get no gradient): see the module docstring.
+            recomputed = sum(r.bytes for r in layer_rows)
+            gradients = sum(r.bytes for r in layer_rows if r.component != "dropout_masks")
+            largest_block = max(largest_block, recomputed + gradients)
             kept = b * (layer.tokens_in + layer.bypass_tokens) * spec.hidden_dim
             layer_rows = [MemoryRow(layer.index, "block_input", kept, kept * fb)]
         rows += layer_rows
