@@ -427,8 +427,54 @@ def _plot(results):
     plt.close(fig)
 
 
+def rerun(ctx, backend, preset, mode="train", frames=None):
+    """Measures again the stored figures of (backend, preset, mode[, frames]), every remat / bf16 flavour
+    of them, interleaved in one session so that the ones compared see the same load, replaces them in
+    results/benchmark_runs.json (the replaced ones are kept under "superseded") and rewrites the report.
+    For a figure whose code changed since the full run (e.g. PyTorch's remat)."""
+    path = _common.RESULTS / "benchmark_runs.json"
+    saved = json.loads(path.read_text())
+    chosen = [
+        i
+        for i, r in enumerate(saved["results"])
+        if r.get("backend") == backend
+        and r.get("preset") == preset
+        and r.get("mode") == mode
+        and (frames is None or r.get("frames") == frames)
+    ]
+    if not chosen:
+        raise SystemExit(f"No stored figure of {backend} {preset} {mode} {frames or ''} in {path}.")
+    keys = ("preset", "mode", "frames", "remat", "mixed_precision", "runs", "warmup")
+    bar = ctx.task("benchmark (rerun)", len(chosen))
+    saved.setdefault("superseded", [])
+    for i in chosen:
+        old = saved["results"][i]
+        kwargs = {k: old[k] for k in keys if old.get(k) is not None}
+        kwargs.setdefault("runs", 3)
+        kwargs.setdefault("warmup", 1)
+        new = figure(ctx, bar, backend, **kwargs)
+        new["rerun"] = True
+        saved["superseded"].append(old)
+        saved["results"][i] = new
+    path.write_text(json.dumps(saved, indent=1))
+    return write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"])
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--rerun"] and len(sys.argv) in (4, 5, 6):
+        # --rerun BACKEND PRESET [MODE [FRAMES]]
+        from rich.console import Console
+        from rich.progress import Progress
+
+        args = sys.argv[2:]
+        with Progress(console=Console()) as progress:
+            ctx = _common.Context(progress, progress.console)
+            print(rerun(ctx, args[0], args[1], *(args[2:3] or ["train"]), *(int(a) for a in args[3:4])))
+        sys.exit(0)
     if sys.argv[1:] != ["--report"]:
-        sys.exit("usage: python -m reproduce benchmark [--quick]  |  python -m reproduce.benchmark --report")
+        sys.exit(
+            "usage: python -m reproduce benchmark [--quick]  |  python -m reproduce.benchmark --report  |  "
+            "python -m reproduce.benchmark --rerun BACKEND PRESET [MODE [FRAMES]]"
+        )
     saved = json.loads((_common.RESULTS / "benchmark_runs.json").read_text())
     print(write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"]))

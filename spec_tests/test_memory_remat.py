@@ -4,7 +4,8 @@ With remat every block keeps only its input; the peak comes in the backward pass
 holds that block's recomputed activations and the gradients of their float tensors. Checked here: the
 properties that follow from that (for every full-size preset from 8 to 64 frames), explicit C-VidTr
 cases (its largest block is a joint layer after the pooling layers), and the estimate against peak
-resident memory measured on TensorFlow (the backend that honours remat on CPU).
+resident memory measured on TensorFlow (PyTorch honours remat too since the encoder fix of its
+backward-pass memory; XLA on CPU undoes it).
 """
 
 import pytest

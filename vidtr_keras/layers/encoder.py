@@ -235,10 +235,20 @@ class VidTrEncoderBlock(keras.layers.Layer):
             for state, value in zip(states, args[len(names) :]):
                 state.assign(value)
             self._in_remat = True
+            # Keras' traceback filtering off inside the block: PyTorch's checkpoint ends the
+            # backward-pass recomputation early by raising an exception out of the block, and
+            # Keras' error handlers (`inject_argument_info_in_traceback`) keep the re-raised
+            # exception in a local of a frame on its own traceback. That reference cycle holds
+            # the recomputed activations until Python's cyclic garbage collector runs, so they
+            # piled up over the backward pass and remat saved no memory on PyTorch.
+            filtering = keras.config.is_traceback_filtering_enabled()
+            keras.config.disable_traceback_filtering()
             try:
                 out = self.call(tokens, training=training, **kwargs)
             finally:
                 self._in_remat = False
+                if filtering:
+                    keras.config.enable_traceback_filtering()
             # Copies: the states are assigned in place again later (PyTorch checks saved tensors).
             return out, [ops.copy(state.value) for state in states]
 
