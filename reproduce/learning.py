@@ -486,6 +486,12 @@ def claims(stats, cost):
     def informative(a, b):  # an equality claim says something only where one of the two learned
         return any(learned(a, t) or learned(b, t) for t in tasks)
 
+    def differ(a, b, same):  # the tasks where a and b are apart, with both means
+        rest = [t for t in tasks if t not in same]
+        if not rest:
+            return ""
+        return "; apart on " + ", ".join(f"{t} ({a} {m(a, t):.2f} vs {m(b, t):.2f})" for t in rest)
+
     tasks = sorted({t for _, t in stats}, key=TASK_NAMES.index)
     have = {v for v, _ in stats}
     lines = []
@@ -510,8 +516,8 @@ def claims(stats, cost):
         _verdict(
             len(same) == len(tasks),
             f"separable (temp.-spat.) matches joint within the intervals on {len(same)}/{len(tasks)} tasks "
-            f"({', '.join(same) or 'none'}), at {1 / ratio:.2f}x the training memory of joint attention "
-            "(analytic, batch 32; "
+            f"({', '.join(same) or 'none'}){differ(ts, joint, same)}, at {1 / ratio:.2f}x the training memory of "
+            "joint attention (analytic, batch 32; "
             f"the joint model needs {ratio:.1f}x).",
             informative(ts, joint),
         )
@@ -522,7 +528,7 @@ def claims(stats, cost):
         _verdict(
             len(same) == len(tasks),
             f"temporal-spatial and spatial-temporal orders are equal (Table 4b: 77.7 both) within the intervals on "
-            f"{len(same)}/{len(tasks)} tasks ({', '.join(same) or 'none'}).",
+            f"{len(same)}/{len(tasks)} tasks ({', '.join(same) or 'none'}){differ(ts, st, same)}.",
             informative(ts, st),
         )
     )
