@@ -263,10 +263,22 @@ def write_report(results, skipped, backends, load_start):
         "remat: TensorFlow (`tf.recompute_grad`) and PyTorch (`torch.utils.checkpoint`) keep only each "
         "block's input; XLA:CPU (JAX) merges the recomputation back into the forward pass (its "
         "buffer assignment for the VidTr-S step is the same size with and without remat), so on JAX "
-        "remat costs time and saves no memory.",
+        "remat costs time and saves no memory. On PyTorch remat saved nothing in the full run because "
+        "torch's checkpoint stops each recomputation by raising an exception through Keras' error handler, "
+        "whose re-raised exception sat in a reference cycle that kept the recomputed activations alive until "
+        "a cyclic garbage collection; the encoder now turns Keras' traceback filtering off inside a "
+        "rematerialised block, and the re-measured PyTorch rows show the saving.",
     ]
     notes.insert(0, "\n".join(["## The issue's targets, checked on this run", ""] + targets(results)))
     notes.insert(1, "## Every figure")
+    again = sorted({(r["backend"], r["preset"], r["mode"]) for r in results if r.get("rerun")})
+    if again:
+        notes.insert(
+            2,
+            "Measured again after the full run (`python -m reproduce.benchmark --rerun BACKEND PRESET`, every "
+            "flavour of the figure in one session, on the idle machine; the figures they replace are kept in "
+            "benchmark_runs.json under `superseded`): " + ", ".join(" ".join(k) for k in again) + ".",
+        )
     path = _common.write(
         "benchmark",
         "Speed and memory per backend, against each backend's matmul peak",
