@@ -765,7 +765,29 @@ def run(ctx):
     return report(ctx, spec, runs, minutes, easy)
 
 
-def report(ctx, spec, runs, minutes, easy=None):
+def rerun_task(ctx, task):
+    """Trains every variant of the stored run again on one task (its spec otherwise unchanged), replaces
+    that task's runs in results/learning_runs.json (the replaced ones are kept under "superseded", with
+    the reason) and rewrites the report. For a task whose data changed since the full run."""
+    path = _common.RESULTS / "learning_runs.json"
+    saved = json.loads(path.read_text())
+    spec = dict(saved["spec"], tasks=[task], rollouts=None)
+    if task not in saved["spec"]["tasks"]:
+        raise SystemExit(f"The stored run has no task {task!r} (it has {', '.join(saved['spec']['tasks'])}).")
+    start = time.perf_counter()
+    runs = _run_worker(ctx, spec, len(spec["variants"]) * spec["seeds"])
+    minutes = (time.perf_counter() - start) / 60
+    old = [r for r in saved["runs"] if r["task"] == task]
+    saved.setdefault("superseded", []).extend(old)
+    saved["runs"] = [r for r in saved["runs"] if r["task"] != task] + [dict(r, rerun=True) for r in runs]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    saved.setdefault("reruns", []).append({"task": task, "minutes": minutes, "date": when})
+    saved["minutes"] = saved["minutes"] - sum(r["seconds"] for r in old) / 60 + minutes
+    path.write_text(json.dumps(saved, indent=1))
+    return report(ctx, saved["spec"], saved["runs"], saved["minutes"], saved.get("easy"), saved.get("reruns"))
+
+
+def report(ctx, spec, runs, minutes, easy=None, reruns=None):
     """Writes results/learning.{md,csv,png} from the runs (also `python -m reproduce.learning --report`,
     from results/learning_runs.json, without training again)."""
     tasks = spec["tasks"]
@@ -810,6 +832,12 @@ def report(ctx, spec, runs, minutes, easy=None):
     elif not rollout_png.exists():  # `--report` keeps the picture of the run it reports
         rollout_png = None
     notes = [spec["note"]] if spec.get("note") else []
+    for again in reruns or ():
+        notes.append(
+            f"The {again['task']} task was trained again for every variant on {again['date']} "
+            f"(`python -m reproduce.learning --rerun-task {again['task']}`, {again['minutes']:.1f} min), after a "
+            "fix of its data; the runs it replaced are kept in learning_runs.json under `superseded`."
+        )
     seen = "once each (fresh clips every step: the generator is unlimited)"
     if spec["epochs"] > 1:
         seen = f"{spec['epochs']} times each"
@@ -870,6 +898,12 @@ if __name__ == "__main__":
         worker(json.loads(sys.argv[2]))
     elif len(sys.argv) == 3 and sys.argv[1] == "--easy":
         print(json.dumps(easy_direction(int(sys.argv[2]))), flush=True)
+    elif len(sys.argv) == 3 and sys.argv[1] == "--rerun-task":
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console()) as progress:
+            print(rerun_task(_common.Context(progress, progress.console), sys.argv[2]))
     elif sys.argv[1:2] == ["--report"]:
         # --report [TASK ...]: rewrite the report from results/learning_runs.json, optionally of some tasks only
         from rich.console import Console
@@ -890,7 +924,7 @@ if __name__ == "__main__":
             saved["easy"] = _run_easy(1 if _Quiet.quick else 3)
             if not sys.argv[2:]:  # the whole run (a partial report keeps the file as it is)
                 (_common.RESULTS / "learning_runs.json").write_text(json.dumps(saved, indent=1))
-        report(_Quiet(), saved["spec"], saved["runs"], saved["minutes"], saved["easy"])
+        report(_Quiet(), saved["spec"], saved["runs"], saved["minutes"], saved["easy"], saved.get("reruns"))
         Console().print(f"wrote {_common.RESULTS / 'learning.md'}")
     else:
         sys.exit("usage: python -m reproduce learning [--quick]  (the --worker form is internal)")

@@ -102,6 +102,25 @@ def test_the_pixels_show_the_label(task):
     assert [READERS[task](c) for c in clips] == labels.tolist()
 
 
+@pytest.mark.parametrize("side", range(4, 17))
+def test_every_shape_differs_from_every_other_at_every_side(side):
+    # Objects are at least 4 px (`_side`); two classes drawn with the same mask would be unlearnable
+    # (it happened: a 4-px "hollow" square with a 2-px border was the filled square, so the order task
+    # at 16 px had labels that no pixel showed).
+    names = ("square", "hollow", "disc", "plus", "triangle")
+    masks = {n: procedural.shape_mask(n, side) for n in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not np.array_equal(masks[a], masks[b]), (a, b, side)
+
+
+@pytest.mark.parametrize("task", ["order", "direction", "count"])
+def test_the_pixels_show_the_label_at_16_px(task):
+    # The learning benchmark runs at 16 px, where objects shrink to 4-5 px.
+    clips, labels = procedural.generate(task, 24, seed=5, size=16, clutter=False)
+    assert [READERS[task](c) for c in clips] == labels.tolist()
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_reversing_time_maps_labels_as_the_task_says(task):
     clips, labels = clean(task)

@@ -91,8 +91,11 @@ def shape_mask(shape, side):
     if shape == "square":
         return np.ones((side, side), bool)
     if shape == "hollow":
+        # A 2-px border from 6 px on, 1 px below: a 2-px border on a 4-px square (the order task's size
+        # at 16 px) leaves no hole, and the hollow square would be the filled one.
+        border = 2 if side >= 6 else 1
         m = np.ones((side, side), bool)
-        m[2:-2, 2:-2] = False
+        m[border:-border, border:-border] = False
         return m
     if shape == "disc":
         return (yy - c) ** 2 + (xx - c) ** 2 <= (side / 2.0) ** 2
