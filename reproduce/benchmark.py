@@ -109,9 +109,9 @@ def _fit(preset, frames, remat, mixed_precision=False):
 def _with_current_model(r):
     """A figure with its memory-model columns recomputed by the current model (the run's own stay
     under `*_at_run`)."""
-    if "seconds" not in r or r.get("mode") != "train":
+    if r.get("mode") != "train" or not r.get("preset"):
         return r
-    fit = _fit(r["preset"], r["frames"], r["remat"], r.get("mixed_precision", False))
+    fit = _fit(r["preset"], r.get("frames", 8), bool(r.get("remat")), bool(r.get("mixed_precision")))
     r = dict(r)
     for key, value in (
         ("predicted_bytes", fit.required_bytes),
@@ -121,14 +121,6 @@ def _with_current_model(r):
         r.setdefault(f"{key}_at_run", r.get(key))
         r[key] = value
     return r
-
-
-def _model_total(r):
-    """The current model's training total (GiB) of a figure that has none (a failed run), else None."""
-    if r.get("mode") != "train" or not r.get("preset"):
-        return None
-    fit = _fit(r["preset"], r.get("frames", 8), bool(r.get("remat")), bool(r.get("mixed_precision")))
-    return fit.required_bytes / GIB
 
 
 def _error_text(r):
@@ -189,7 +181,7 @@ def write_report(results, skipped, backends, load_start):
                     r.get("mixed_precision"),
                 ]
                 + [None] * 13
-                + [_model_total(r), _error_text(r), None]
+                + [r["predicted_bytes"] / GIB if r.get("predicted_bytes") else None, _error_text(r), None]
             )
             continue
         train = r["mode"] == "train"
@@ -234,7 +226,7 @@ def write_report(results, skipped, backends, load_start):
         "process's peak resident memory during the timed steps (the counter is reset after compilation); "
         "model: `vidtr_keras.complexity.fits_in_memory` (runtime 1 GiB + float32 weights, gradients "
         'and momentum + analytic activations x 1.15). "does not fit": predicted above this machine\'s RAM, '
-        "not run."
+        "not run. "
         "The model columns come from the memory model as it is when this report is written (it is analytic; "
         "benchmark_runs.json keeps the predictions made at run time): since the run, the rematerialised "
         "estimate counts the gradients of the block being recomputed, which the stored runs showed missing "
