@@ -21,6 +21,9 @@ from reproduce import _common
 BACKEND = "tensorflow"
 TASK_NAMES = ("direction", "order", "count", "motion", "static")
 LONG_RANGE = ("order", "count")
+# The tasks with one moving object, whose trained models' rollouts are drawn: each variant is shown on
+# the one of them it learned best (a rollout of a model at chance shows nothing about the task).
+ROLLOUT_TASKS = ("direction", "motion")
 TEMPORAL = ("direction", "order", "count", "motion")
 FRAMES, SIZE, PATCH, HEAD = 8, 16, (1, 4, 4), 4
 LAYERS = 2
@@ -174,7 +177,7 @@ def build_stack(variant, seeds):
 
 def worker(spec):
     """Trains spec["variants"] on spec["tasks"] with spec["seeds"] seeds; prints one JSON line per run
-    and, with spec["rollouts"], saves rollouts of the seed-0 direction models."""
+    and, with spec["rollouts"], saves rollouts of the seed-0 models of the ROLLOUT_TASKS."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     import keras
     import numpy as np
@@ -224,11 +227,11 @@ def worker(spec):
                     ),
                     flush=True,
                 )
-            if spec.get("rollouts") and task == "direction" and VARIANTS[variant] is not None:
+            if spec.get("rollouts") and task in ROLLOUT_TASKS and VARIANTS[variant] is not None:
                 member = model.get_layer("seed_0").layers[-1]
-                rollouts[variant] = _rollouts(member, xt[:2], yt[:2])
+                rollouts[(variant, task)] = _rollouts(member, xt[:2], yt[:2])
     if rollouts:
-        np.savez(spec["rollouts"], **{f"{v}|{k}": a for v, r in rollouts.items() for k, a in r.items()})
+        np.savez(spec["rollouts"], **{f"{v}|{t}|{k}": a for (v, t), r in rollouts.items() for k, a in r.items()})
 
 
 def _rollouts(model, clips, labels):
@@ -649,8 +652,9 @@ def _task_classes(task):
     return TASKS[task].classes
 
 
-def _plot_rollouts(path, npz):
-    """Frames of a trained model's test clip with each variant's rollout over them."""
+def _plot_rollouts(path, npz, stats):
+    """Each variant's seed-0 rollout on a test clip of the ROLLOUT_TASKS task it learned best (highest mean
+    top-1 in `stats`), over that clip's frames; the raw test clips on top. None without rollouts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -659,26 +663,38 @@ def _plot_rollouts(path, npz):
 
     from vidtr_keras.data import procedural
 
-    clips, labels = procedural.generate("direction", 2, seed=0, split="test", frames=FRAMES, size=SIZE)
     with np.load(npz) as f:
         entries = {k: f[k] for k in f.files}
-    variants = sorted({k.split("|")[0] for k in entries if k.endswith("|spatial")}, key=list(VARIANTS).index)
+    stored = {tuple(k.split("|")[:2]) for k in entries if k.endswith("|spatial")}
+    variants = sorted({v for v, _ in stored}, key=list(VARIANTS).index)
     if not variants:
         return None
-    fig, axes = plt.subplots(len(variants) + 1, FRAMES + 1, figsize=(FRAMES + 2.5, 1.2 * (len(variants) + 1)))
-    for t in range(FRAMES):
-        axes[0, t].imshow(clips[0, t])
-        axes[0, t].set_title(f"frame {t}", fontsize=7)
-    axes[0, FRAMES].axis("off")
-    axes[0, 0].set_ylabel(f"clip\n({procedural.TASKS['direction'].classes[labels[0]]})", fontsize=7)
-    for row, v in enumerate(variants, start=1):
-        spatial, temporal = entries[f"{v}|spatial"][0], entries[f"{v}|temporal"][0]
-        for t in range(FRAMES):
-            ax = axes[row, t]
-            ax.imshow(clips[0, min(t, len(clips[0]) - 1)])
-            if t < len(spatial):
+    tasks = [t for t in ROLLOUT_TASKS if any((v, t) in stored for v in variants)]
+    clips = {t: procedural.generate(t, 2, seed=0, split="test", frames=FRAMES, size=SIZE) for t in tasks}
+    shown = {}
+    for v in variants:
+        candidates = [t for t in tasks if (v, t) in stored]
+        shown[v] = max(candidates, key=lambda t: stats.get((v, t), (0.0, None))[0])
+    rows = len(tasks) + len(variants)
+    fig, axes = plt.subplots(rows, FRAMES + 1, figsize=(FRAMES + 2.5, 1.25 * rows), squeeze=False)
+    for row, t in enumerate(tasks):
+        frames, labels = clips[t]
+        for f in range(FRAMES):
+            axes[row, f].imshow(frames[0, f])
+            if row == 0:
+                axes[row, f].set_title(f"frame {f}", fontsize=7)
+        axes[row, 0].set_ylabel(f"{t} test clip\n({procedural.TASKS[t].classes[labels[0]]})", fontsize=7)
+        axes[row, FRAMES].axis("off")
+    for row, v in enumerate(variants, start=len(tasks)):
+        t = shown[v]
+        frames = clips[t][0][0]
+        spatial, temporal = entries[f"{v}|{t}|spatial"][0], entries[f"{v}|{t}|temporal"][0]
+        for f in range(FRAMES):
+            ax = axes[row, f]
+            ax.imshow(frames[f])
+            if f < len(spatial):
                 ax.imshow(
-                    spatial[t],
+                    spatial[f],
                     cmap="inferno",
                     alpha=0.6,
                     extent=(0, SIZE, SIZE, 0),
@@ -686,15 +702,17 @@ def _plot_rollouts(path, npz):
                     vmin=0.0,
                     vmax=float(spatial.max()),
                 )
-        axes[row, 0].set_ylabel(v, fontsize=7)
+        mean = stats.get((v, t), (float("nan"), None))[0]
+        axes[row, 0].set_ylabel(f"{v}\n{t}, top-1 {mean:.2f}", fontsize=6)
         axes[row, FRAMES].bar(range(len(temporal)), temporal)
         axes[row, FRAMES].set_title("frame importance", fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        "Attention rollout of the seed-0 direction models on a test clip: the classified token's relevance on "
-        "every patch of every frame (one colour scale per model) and per frame",
+        "Attention rollout of seed-0 models on a test clip of the task each learned best (direction or fast "
+        "motion):\nthe classified token's relevance on every patch of every frame (one colour scale per model) "
+        "and per frame",
         fontsize=8,
     )
     fig.tight_layout()
@@ -782,7 +800,7 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None):
     _plot(_common.RESULTS / "learning.png", stats, spec["variants"], tasks)
     rollout_png = _common.RESULTS / "learning_rollouts.png"
     if os.path.exists(spec["rollouts"]):
-        rollout_png = _plot_rollouts(rollout_png, spec["rollouts"])
+        rollout_png = _plot_rollouts(rollout_png, spec["rollouts"], stats)
         os.remove(spec["rollouts"])
     elif not rollout_png.exists():  # `--report` keeps the picture of the run it reports
         rollout_png = None
@@ -829,7 +847,9 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None):
             "## Attention rollout of trained models",
             "Residual as 0.5 identity, rows renormalised, multiplied over layers "
             "(`vidtr_keras.explain.attention_rollout`); "
-            "seed-0 models of the direction task on a test clip. Does the attention follow the moving square?",
+            "each variant's seed-0 model on a test clip of the moving-object task it learned best (direction "
+            "or fast local motion, by mean top-1; the row says which and its top-1). Does the attention follow "
+            "the moving square? A model near chance on both tasks shows where an untrained-like model looks.",
             f"![rollouts]({rollout_png.name})",
         ]
     else:
