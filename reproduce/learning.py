@@ -3,9 +3,11 @@ benchmark (`vidtr_keras.data.procedural`): every variant x task x seed trained f
 width on the CPU, top-1 with 95 % intervals, training memory and FLOPs, the paper's qualitative
 claims checked one by one, and attention rollouts of trained models.
 
-The training runs in a fresh TensorFlow process (`python -m reproduce.learning --worker SPEC`), one
-compilation per variant: each (task, seed) run re-initialises the weights and the optimizer of the
-compiled model, so the 3 x 5 runs of a variant share one XLA compilation. Every variant has a 4-way
+The training runs in fresh TensorFlow processes (`python -m reproduce.learning --worker SPEC`): the
+variants are dealt out to spec["workers"] processes that run at once (one thread each: the tiny
+models' steps are short ops that one thread runs almost as fast as two), one traced graph per variant:
+each (task, seed) run re-initialises the weights and the optimizer of the compiled model, so the
+3 x 5 runs of a variant share one trace. Every variant has a 4-way
 head (the most classes of any task; two-class tasks leave two logits unused).
 """
 
@@ -67,6 +69,18 @@ VARIANTS = {
 # for 8 variants x 5 tasks x 480 steps (a 3-seed stack costs 0.22-0.30 s per step for the full-width
 # separable and joint models, less for C-VidTr and the Conv3D), about 60 min with the rest: over the
 # issue's 45-minute budget, which fewer steps would meet only by leaving the transformers at chance.
+# Relative cost of a training step of each variant's 3-seed stack (TensorFlow, 2 cores, measured once),
+# used only to deal the variants out to the worker processes evenly.
+STEP_COST = {
+    "vanilla (joint)": 1.0,
+    "VidTr temp.-spat.": 1.0,
+    "VidTr spat.-temp.": 1.0,
+    "spatial only": 0.8,
+    "C-VidTr std-topK": 0.55,
+    "C-VidTr average": 0.5,
+    "C-VidTr 1-D conv": 0.55,
+    "Conv3D": 0.3,
+}
 FULL = {
     "train": 15360,
     "test": 256,
@@ -77,6 +91,8 @@ FULL = {
     "batch_size": 32,
     "lr": 2e-3,
     "warmup": 0.1,
+    "workers": 2,
+    "threads": 1,
 }
 QUICK = {
     "train": 1920,
@@ -88,6 +104,8 @@ QUICK = {
     "batch_size": 32,
     "lr": 2e-3,
     "warmup": 0.1,
+    "workers": 2,
+    "threads": 1,
 }
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -179,6 +197,11 @@ def worker(spec):
     """Trains spec["variants"] on spec["tasks"] with spec["seeds"] seeds; prints one JSON line per run
     and, with spec["rollouts"], saves rollouts of the seed-0 models of the ROLLOUT_TASKS."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if spec.get("threads"):  # before TensorFlow starts its thread pools
+        import tensorflow as tf  # this worker runs on TensorFlow (BACKEND)
+
+        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
     import keras
     import numpy as np
 
@@ -267,14 +290,63 @@ def interval(values):
     return mean, T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
+def _shares(spec):
+    """spec split into spec["workers"] worker specs of about equal cost (variants dealt out by their
+    measured step time, dearest first), each with its own rollout file."""
+    workers = max(1, min(int(spec.get("workers", 1)), len(spec["variants"])))
+    if workers == 1:
+        return [spec]
+    loads, shares = [0.0] * workers, [[] for _ in range(workers)]
+    for v in sorted(spec["variants"], key=lambda v: -STEP_COST.get(v, 1.0)):
+        i = loads.index(min(loads))
+        loads[i] += STEP_COST.get(v, 1.0)
+        shares[i].append(v)
+    out = []
+    for i, variants in enumerate(shares):
+        share = dict(spec, variants=[v for v in spec["variants"] if v in variants])
+        if spec.get("rollouts"):
+            share["rollouts"] = f"{spec['rollouts']}.{i}.npz"
+        out.append(share)
+    return out
+
+
+def _workers_text(spec):
+    workers = len(_shares(spec))
+    threads = spec.get("threads")
+    each = f", {threads} thread{'s' if threads != 1 else ''} each" if threads else ""
+    return f"{workers} worker process{'es' if workers > 1 else ''} at once{each}"
+
+
 def _run_worker(ctx, spec, total):
+    """Runs the training in spec["workers"] worker processes at once (each with spec["threads"] threads)
+    and returns their runs; merges their rollout files into spec["rollouts"]."""
+    import queue
+    import threading
+
     bar = ctx.task(f"learning: {total} training runs [{BACKEND}]", total)
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
     env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    command = [_common.python_executable(), "-m", "reproduce.learning", "--worker", json.dumps(spec)]
-    runs = []
-    with subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
+    shares = _shares(spec)
+    lines = queue.Queue()
+
+    def pump(proc):
         for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    procs = []
+    for share in shares:
+        command = [_common.python_executable(), "-m", "reproduce.learning", "--worker", json.dumps(share)]
+        proc = subprocess.Popen(command, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        threading.Thread(target=pump, args=(proc,), daemon=True).start()
+    runs, finished = [], 0
+    try:
+        while finished < len(procs):
+            line = lines.get()
+            if line is None:
+                finished += 1
+                continue
             if not line.startswith("{"):
                 continue
             run = json.loads(line)
@@ -284,8 +356,25 @@ def _run_worker(ctx, spec, total):
                 f"learning [{BACKEND}] {run['variant']} / {run['task']} seed {run['seed']}: "
                 f"top-1 {run['top1']:.2f} ({run['seconds']:.0f}s)",
             )
-    if proc.returncode:
-        raise RuntimeError(f"The learning worker failed (exit code {proc.returncode}); see its output above.")
+    except BaseException:  # interrupted: leave no worker behind
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        raise
+    failed = [p.returncode for p in procs if p.wait()]
+    if failed:
+        raise RuntimeError(f"A learning worker failed (exit codes {failed}); see its output above.")
+    if len(shares) > 1 and spec.get("rollouts"):
+        import numpy as np
+
+        merged = {}
+        for share in shares:
+            if os.path.exists(share["rollouts"]):
+                with np.load(share["rollouts"]) as f:
+                    merged.update({k: f[k] for k in f.files})
+                os.remove(share["rollouts"])
+        if merged:
+            np.savez(spec["rollouts"], **merged)
     return runs
 
 
@@ -832,7 +921,8 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None):
         f"One recipe for all, never tuned per variant: AdamW (weight decay 0.004), batch {spec['batch_size']}, "
         f"{_steps(spec)} steps, learning rate warmed up linearly from 0 to {spec['lr']} over the first "
         f"{spec.get('warmup', 0.0):.0%} of the steps, then cosine-decayed to 0; no augmentation, test accuracy "
-        f"after the last step. {BACKEND} backend; {minutes:.1f} min of training.",
+        f"after the last step. {BACKEND} backend; {minutes:.1f} min of training (wall time, "
+        f"{_workers_text(spec)}).",
         "GFLOPs: `vidtr_keras.complexity.flops` (full count) for the transformers, conv multiply-adds for the "
         "Conv3D; training memory: `vidtr_keras.complexity.memory` (activations kept for the backward pass, "
         "parameters, gradients, two AdamW slots) and the same accounting by hand for the Conv3D.",
