@@ -14,7 +14,7 @@ import pytest
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.models import VidTrBackbone, VidTrClassifier, get_preset
 
-from conftest import to_numpy
+from conftest import run_compiled, to_numpy
 from oracle_models import seeded_state_dict
 
 TOLERANCE = {"mixed_bfloat16": 0.05, "mixed_float16": 0.01}
@@ -35,8 +35,9 @@ def test_mixed_precision_matches_float32(preset, policy):
     gluonmm.load_state_dict(mixed, sd)
     assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in mixed.weights)
     clip = np.random.default_rng(0).normal(size=(2, full.backbone.num_frames, 32, 32, 3)).astype("float32")
-    want = to_numpy(full(clip, training=False))
-    out = mixed(clip, training=False)
+    # One compiled call each on JAX, the path `predict` takes there (eagerly, every op compiles anew).
+    want = to_numpy(run_compiled(lambda x: full(x, training=False), clip))
+    out = run_compiled(lambda x: mixed(x, training=False), clip)
     assert keras.backend.standardize_dtype(out.dtype) == policy.split("_")[1]
     got = to_numpy(keras.ops.cast(out, "float32"))
     scale = np.abs(want).max()

@@ -14,7 +14,7 @@ from vidtr_keras.layers import VidTrEncoderBlock
 from vidtr_keras.models.presets import official_presets
 
 import oracle
-from conftest import GLUONMM, run_compiled, to_numpy
+from conftest import BACKEND, GLUONMM, run_compiled, to_numpy
 from strategies import block_params, heads_and_width, official_state_dict, seeds, set_block_weights
 
 
@@ -130,9 +130,11 @@ def test_parameter_counts_equal_the_official_models():
     presets = official_presets()  # official name -> preset, from the presets' `official_name`
     assert sorted(presets) == sorted(manifest)
     for official, preset in presets.items():
-        # Only shapes are compared: in a StatelessScope Keras defers the variables' initializers, so the
-        # full-size models are built without drawing their ~90M random initial values each.
-        with keras.StatelessScope():
+        # Only shapes are compared: in a StatelessScope Keras defers the variables' initializers, and
+        # `initialize_variables=False` keeps it from running them on leaving the scope, so the full-size
+        # models are built without drawing their ~90M random initial values each (clear_session below
+        # drops the uninitialised variables).
+        with keras.StatelessScope(initialize_variables=False):
             model = build_model(preset, num_classes=400)
         entry = manifest[official]
         assert model.count_params() == entry["num_parameters"] == get_preset(preset)["official_parameters"]
@@ -149,9 +151,10 @@ def test_parameter_counts_equal_the_official_models():
 def test_tiny_presets_run_on_other_frame_counts_and_resolutions(preset):
     model = build_model(preset)
     frames = model.backbone.num_frames
-    base = model(np.ones((1, frames, 32, 32, 3), "float32"))
+    # One compiled call per input shape on JAX (an eager call compiles each op of the model anew).
+    base = run_compiled(model, np.ones((1, frames, 32, 32, 3), "float32"))
     assert base.shape == (1, 10)
-    longer = to_numpy(model(np.ones((2, 2 * frames, 48, 40, 3), "float32")))
+    longer = to_numpy(run_compiled(model, np.ones((2, 2 * frames, 48, 40, 3), "float32")))
     assert longer.shape == (2, 10) and np.isfinite(longer).all()
 
 
@@ -178,7 +181,7 @@ def test_resized_model_equals_the_model_made_for_that_size_with_resized_paramete
                 w_big.assign(w_small)
     big.get_layer("head").set_weights(small.get_layer("head").get_weights())
     clip = np.random.default_rng(0).normal(size=(1, 8, 48, 48, 3)).astype("float32")
-    np.testing.assert_allclose(to_numpy(small(clip)), to_numpy(big(clip)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(run_compiled(small, clip)), to_numpy(run_compiled(big, clip)), atol=1e-5)
 
 
 def test_backbone_in_the_functional_api():
@@ -188,7 +191,7 @@ def test_backbone_in_the_functional_api():
     outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.LayerNormalization()(features))
     model = keras.Model(clips, outputs)
     assert tuple(outputs.shape) == (None, 3)
-    probs = to_numpy(model(np.zeros((2, 8, 32, 32, 3), "float32")))
+    probs = to_numpy(run_compiled(model, np.zeros((2, 8, 32, 32, 3), "float32")))
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
@@ -202,7 +205,10 @@ def test_training_steps_reduce_the_loss(preset):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=False,
+        # JAX: the jitted step `fit` takes by default, compiled once (eagerly, every op of the forward and
+        # backward pass compiles anew: 2-4x slower here); TensorFlow and PyTorch: the eager step, which
+        # compiles nothing.
+        jit_compile=BACKEND == "jax",
     )
     before = [to_numpy(w).copy() for w in model.trainable_weights]
     losses = [float(model.train_on_batch(x, y)) for _ in range(5)]
@@ -224,7 +230,7 @@ def test_every_preset_config_builds_a_valid_backbone_config():
 @pytest.mark.parametrize("attention", ["spatial_temporal", "spatial", "temporal"])
 def test_ablation_attention_orders_build_and_run(attention):
     model = build_model("vidtr_tiny", attention=attention)
-    out = to_numpy(model(np.ones((1, 4, 32, 32, 3), "float32")))
+    out = to_numpy(run_compiled(model, np.ones((1, 4, 32, 32, 3), "float32")))
     assert out.shape == (1, 10) and np.isfinite(out).all()
 
 
@@ -232,5 +238,5 @@ def test_ablation_pooling_kinds_build_and_run():
     for pooling in ("average", "conv"):
         model = build_model("cvidtr_tiny", pooling=pooling, frames_dropped=(4, 2))
         assert model.backbone.frames_after_each_layer() == [4, 2, 2]
-        out = to_numpy(model(np.ones((1, 8, 32, 32, 3), "float32")))
+        out = to_numpy(run_compiled(model, np.ones((1, 8, 32, 32, 3), "float32")))
         assert out.shape == (1, 10) and np.isfinite(out).all()

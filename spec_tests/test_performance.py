@@ -1,6 +1,8 @@
 """Lean training: rematerialisation gives the same outputs and gradients, mixed precision stays close
 to float32, and the memory model's fit prediction. Ratios and equalities only: no wall-clock checks."""
 
+import weakref
+
 import keras
 import numpy as np
 import pytest
@@ -14,24 +16,41 @@ from conftest import BACKEND, to_numpy
 GIB = 2**30
 
 
+def _loss(y, logits):
+    return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+
+
+# One jitted step per model (JAX): the state, clip and labels are arguments, so calling it again (the
+# second and third steps below) reuses the compiled step instead of compiling the same one anew.
+_JAX_STEPS = weakref.WeakKeyDictionary()
+
+
+def _jax_step(model):
+    if model not in _JAX_STEPS:
+        import jax
+
+        def step(tv, ntv, x, y):
+            def f(tv):
+                logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
+                return _loss(y, logits), (logits, new_ntv)
+
+            return jax.value_and_grad(f, has_aux=True)(tv)
+
+        _JAX_STEPS[model] = jax.jit(step)
+    return _JAX_STEPS[model]
+
+
 def _loss_and_grads(model, x, y):
     """Training-mode logits and d loss / d trainable variables on the current backend (test-side
     backend code), with the non-trainable state (dropout seeds) after the step."""
 
     def loss_fn(logits):
-        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+        return _loss(y, logits)
 
     if BACKEND == "jax":
-        import jax
-
         tv = [v.value for v in model.trainable_variables]
         ntv = [v.value for v in model.non_trainable_variables]
-
-        def f(tv):
-            logits, new_ntv = model.stateless_call(tv, ntv, x, training=True)
-            return loss_fn(logits), (logits, new_ntv)
-
-        (_, (logits, new_ntv)), grads = jax.jit(jax.value_and_grad(f, has_aux=True))(tv)
+        (_, (logits, new_ntv)), grads = _jax_step(model)(tv, ntv, x, y)
         return to_numpy(logits), [to_numpy(g) for g in grads], [to_numpy(v) for v in new_ntv]
     if BACKEND == "tensorflow":
         import tensorflow as tf
