@@ -157,9 +157,10 @@ def inference_profile(preset="vidtr_s", runs=5, frames=None, image_size=None, on
         probs = ops.softmax(ops.einsum("btshd,bushd->bshtu", q, k), axis=-1)
         return ops.einsum("bshtu,bushd->btshd", probs, v)
 
-    def spatial(q, k, v):  # attention within each frame row (over patches)
-        probs = ops.softmax(ops.einsum("btshd,btrhd->bthsr", q, k), axis=-1)
-        return ops.einsum("bthsr,btrhd->btshd", probs, v)
+    def spatial(q, k, v):  # attention within each frame row (over patches), as SeparableAttention runs it
+        qh, kh, vh = (ops.transpose(x, (0, 1, 3, 2, 4)) for x in (q, k, v))
+        probs = ops.softmax(ops.matmul(qh, ops.swapaxes(kh, -1, -2)), axis=-1)
+        return ops.transpose(ops.matmul(probs, vh), (0, 1, 3, 2, 4))
 
     att_shape = f"{rows_t}x{cols} tokens, {heads} heads of {hd}"
     add(
