@@ -133,7 +133,7 @@ def report(results, runs):
             f"({s['matmul_s'] * 1e3:.0f} ms a forward); the encoder's operations, each timed alone and summed, take "
             f"{s['ops_s'] * 1e3:.0f} ms ({s['ops_pct']:.0f} % of peak for the forward's FLOPs), of which "
             f"{s['not_matmul_s'] * 1e3:.0f} ms are not matmuls (LayerNorm, bias and residual adds, the "
-            "activation, the attention softmax and its small batched einsums)."
+            "activation, the attention softmax and its small batched matmuls)."
         )
     notes = [
         "## What limits inference",

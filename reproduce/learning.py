@@ -65,10 +65,11 @@ VARIANTS = {
 # on the test clips of every task but one (a pilot on 16 and 32 px, one seed, 3 layers; the Conv3D
 # generalised from the same clips). With fresh clips, the same pilot's 3-layer transformers stayed at
 # chance after 250 steps and began to learn the static control after 500. Two layers instead of the
-# preset's three buy the steps. Measured (TensorFlow 2.21, 2 cores, partly shared): 58 min of training
-# for 8 variants x 5 tasks x 480 steps (a 3-seed stack costs 0.22-0.30 s per step for the full-width
-# separable and joint models, less for C-VidTr and the Conv3D), about 60 min with the rest: over the
-# issue's 45-minute budget, which fewer steps would meet only by leaving the transformers at chance.
+# preset's three buy the steps. Measured (TensorFlow 2.21, the idle 2 cores, 2 workers of 1 thread):
+# 35.5 min of training for 8 variants x 5 tasks x 480 steps (a 3-seed stack costs about 0.14 s per step
+# for the full-width separable and joint models on both cores, less for C-VidTr and the Conv3D; two
+# one-thread workers at once train as fast as one two-thread process, and more evenly), 37.4 min in all:
+# within the 45-minute budget. A run that shared the cores with other jobs took 60 min.
 # Relative cost of a training step of each variant's 3-seed stack (TensorFlow, 2 cores, measured once),
 # used only to deal the variants out to the worker processes evenly.
 STEP_COST = {

@@ -173,7 +173,7 @@ def inference_profile(preset="vidtr_s", runs=5, frames=None, image_size=None, on
         "layer",
     )
     add(
-        "spatial attention (einsums + softmax)",
+        "spatial attention (batched matmuls + softmax)",
         att_shape,
         depth,
         spatial,
