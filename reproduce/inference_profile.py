@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from reproduce import _common
+from reproduce.benchmark import _installed
 
 PRESET = "vidtr_s"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -173,12 +174,6 @@ def run(ctx):
         json.dumps({"runs": runs, "results": results}, indent=1)
     )
     return report(results, runs)
-
-
-def _installed(backend):
-    import importlib.util
-
-    return importlib.util.find_spec(backend) is not None
 
 
 if __name__ == "__main__":

@@ -42,31 +42,16 @@ def _cpu_seconds():
 
 def matmul_peak(size=2048, runs=5):
     """The backend's best float32 (size x size) @ (size x size) rate in GFLOP/s (compiled on JAX and
-    TensorFlow, eager on PyTorch), best of `runs` after a warm-up."""
+    TensorFlow, eager on PyTorch: `profile.compiled`), best of `runs` after a warm-up."""
     rng = np.random.default_rng(0)
     a = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
     b = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"))
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax  # the backend's compiler; imported only when it is the backend
+    from vidtr_keras.complexity.profile import compiled
 
-        f = jax.jit(lambda x, y: x @ y)
+    f = compiled(keras.ops.matmul)
 
-        def run():
-            f(a, b).block_until_ready()
-
-    elif backend == "tensorflow":
-        import tensorflow as tf  # the backend's compiler; imported only when it is the backend
-
-        f = tf.function(lambda x, y: tf.matmul(x, y))
-
-        def run():
-            f(a, b).numpy()
-
-    else:
-
-        def run():
-            keras.ops.convert_to_numpy(keras.ops.matmul(a, b))
+    def run():
+        f(a, b)
 
     run()
     best = float("inf")

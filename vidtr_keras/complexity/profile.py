@@ -21,6 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from vidtr_keras.layers.attention import SeparableAttention
+
 
 @dataclasses.dataclass
 class ProfileRow:
@@ -48,7 +50,9 @@ class ProfileRow:
         return self.flop / self.seconds / 1e9 if self.seconds > 0 else 0.0
 
 
-def _compiled(fn):
+def compiled(fn):
+    """`fn` run the way the backend runs a model's inference (see the module docstring); the returned
+    callable blocks until the result is computed."""
     backend = keras.backend.backend()
     if backend == "jax":
         import jax  # the backend's compiler; imported only when it is the backend
@@ -72,7 +76,7 @@ def _compiled(fn):
 
 
 def _time(fn, args, runs):
-    run = _compiled(fn)
+    run = compiled(fn)
     run(*args)  # compile / warm up
     times = []
     for _ in range(runs):
@@ -153,14 +157,15 @@ def inference_profile(preset="vidtr_s", runs=5, frames=None, image_size=None, on
     )
     q, k, v = (tensor(1, rows_t, cols, heads, hd) for _ in range(3))
 
-    def temporal(q, k, v):  # attention along each patch column (over frames), as SeparableAttention runs it
-        probs = ops.softmax(ops.einsum("btshd,bushd->bshtu", q, k), axis=-1)
-        return ops.einsum("bshtu,bushd->btshd", probs, v)
+    # The layer's own attention steps (no pooling, no dropout), so the profile times what the model runs.
+    attention = SeparableAttention(heads)
+    attention.build((1, rows_t, cols, d))
 
-    def spatial(q, k, v):  # attention within each frame row (over patches), as SeparableAttention runs it
-        qh, kh, vh = (ops.transpose(x, (0, 1, 3, 2, 4)) for x in (q, k, v))
-        probs = ops.softmax(ops.matmul(qh, ops.swapaxes(kh, -1, -2)), axis=-1)
-        return ops.transpose(ops.matmul(probs, vh), (0, 1, 3, 2, 4))
+    def temporal(q, k, v):  # attention along each patch column (over frames)
+        return attention._temporal(q, k, v, training=False)[0]
+
+    def spatial(q, k, v):  # attention within each frame row (over patches)
+        return attention._spatial(q, k, v, training=False)
 
     att_shape = f"{rows_t}x{cols} tokens, {heads} heads of {hd}"
     add(
