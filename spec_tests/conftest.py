@@ -60,6 +60,20 @@ def run_compiled(fn, *args):
     return jax.jit(fn)(*args)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """Workers for `pytest -n auto` (what tox runs): one per core this process may use, at most 4.
+
+    Most of the suite's time is XLA compiling tiny shapes, which runs on one core, so a second worker
+    nearly halves the JAX suite on 2 cores; each worker imports its backend and builds models
+    (1-3 GB resident at its peak), hence the cap on machines with many cores. `-n 0` runs serially.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
