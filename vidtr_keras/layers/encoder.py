@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from vidtr_keras.layers._utils import check_rank
+from vidtr_keras.layers._utils import check_rank, fence_residual_gradient
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
 
@@ -162,6 +162,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.mlp_dense2.build(tuple(tokens_shape[:-1]) + (self.mlp_dim,))
 
     def _mlp(self, x, training):
+        x = fence_residual_gradient(x, training)
         h = self.mlp_dense1(self.norm2(x))
         h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
         return x + self.out_dropout_layer(h, training=training)
@@ -172,6 +173,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
             return self._rematerialized_call(tokens, position_embedding, class_token, training)
         if class_token is not None and self.attention == "joint":
             raise ValueError(f"{self.name}: a bypassing class_token is only for separable attention.")
+        tokens = fence_residual_gradient(tokens, training)
         y = self.norm1(tokens)
         class_pos = None
         if position_embedding is not None:
