@@ -10,7 +10,7 @@ import pytest
 
 from vidtr_keras.cli import main
 
-from conftest import GLUONMM, load_fixture, to_numpy
+from conftest import GLUONMM, load_fixture, run_compiled, to_numpy
 
 
 def test_demo_builds_a_preset_prints_its_summary_and_runs_a_clip(capsys):
@@ -48,7 +48,7 @@ def test_convert_an_official_checkpoint(tmp_path, suffix, capsys):
 
         model = gluonmm.from_state_dict({k: np.zeros_like(v) for k, v in sd.items()}, config)
         model.load_weights(out)
-    got = to_numpy(model(np.transpose(clip, (0, 2, 3, 4, 1)), training=False))
+    got = to_numpy(run_compiled(lambda x: model(x, training=False), np.transpose(clip, (0, 2, 3, 4, 1))))
     assert np.abs(got - logits).max() < 1e-4
 
 
@@ -119,7 +119,7 @@ def test_pth_checkpoints(tmp_path):
     loaded = gluonmm.load_checkpoint(str(path))
     assert set(loaded) == set(sd)
     model = gluonmm.from_state_dict(loaded, config)
-    got = to_numpy(model(np.transpose(clip, (0, 2, 3, 4, 1)), training=False))
+    got = to_numpy(run_compiled(lambda x: model(x, training=False), np.transpose(clip, (0, 2, 3, 4, 1))))
     assert np.abs(got - logits).max() < 1e-4
     bare = tmp_path / "bare.pth"
     torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, bare)

@@ -115,14 +115,14 @@ def test_fence_keeps_the_training_step_fusions_independent_of_depth(monkeypatch)
     if not all(d.startswith("cpu") for d in keras.distribution.list_devices()):
         pytest.skip("the fence is applied on CPU only")
     with_fence = {d: _compiled_training_gradient(d, True, monkeypatch) for d in (2, 4)}
-    without = {d: _compiled_training_gradient(d, False, monkeypatch) for d in (2, 4)}
+    without = _compiled_training_gradient(4, False, monkeypatch)
     # The same gradients (the fence only changes how XLA schedules the elementwise work).
-    for d in (2, 4):
-        for a, b in zip(with_fence[d][1], without[d][1]):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(with_fence[4][1], without[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # With the fence the widest fusion is the same at depth 2 and 4: each block's residual gradient is
     # computed once. Without it XLA fuses every later block's LayerNorm backward into each consumer, so
-    # the widest fusion grows with depth (measured: 90 -> 164 -> 312 inputs at depth 2 -> 4 -> 8). If
-    # that second assertion fails, XLA no longer duplicates the chain and the fence can go.
+    # the widest fusion grows with depth (measured: 90 -> 164 -> 312 inputs at depth 2 -> 4 -> 8, 36
+    # with the fence). If the second assertion fails, XLA no longer duplicates the chain and the fence
+    # can go.
     assert _widest_fusion(with_fence[4][0]) == _widest_fusion(with_fence[2][0])
-    assert _widest_fusion(without[4][0]) > 1.5 * _widest_fusion(without[2][0])
+    assert _widest_fusion(without[0]) > 2 * _widest_fusion(with_fence[4][0])
