@@ -247,8 +247,9 @@ def memory(
         remat: the model rematerialises its encoder blocks (`VidTrBackbone(remat=True)`): each block
             keeps only its input ("block_input"), and the backward pass holds the full activations
             of one block at a time plus the gradients of their float tensors; the block where that
-            is largest gives "recomputed_block" (layer None). A backend that undoes remat (XLA on
-            CPU) keeps what `remat=False` describes.
+            is largest gives "recomputed_block" (layer None). XLA on the CPU keeps remat only with
+            the setting `import vidtr_keras` makes (`vidtr_keras._xla_flags`); without it, it keeps
+            what `remat=False` describes.
         **overrides: other backbone arguments.
 
     Returns:

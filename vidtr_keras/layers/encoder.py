@@ -1,15 +1,36 @@
 """The pre-LN VidTr encoder block: x += Attn(LN1(x)); x += MLP(LN2(x)), with optional temporal pooling."""
 
+import warnings
+
 import keras
 from keras import ops
 
-from vidtr_keras.layers._utils import check_rank, fence_residual_gradient
+from vidtr_keras import _xla_flags
+from vidtr_keras.layers._utils import _on_jax_cpu, check_rank, fence_residual_gradient
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
 
 ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
 POOLING_TYPES = ("std_topk", "average", "conv")
 POSITION_TARGETS = ("qkv", "qk")
+
+
+_REMAT_WARNED = False
+
+
+def _warn_if_remat_undone():
+    """Warns once when remat runs on JAX on the CPU without the XLA setting that keeps it
+    (`vidtr_keras._xla_flags`): XLA would merge the recomputation back into the forward pass."""
+    global _REMAT_WARNED
+    if _REMAT_WARNED or not _on_jax_cpu() or _xla_flags.remat_kept():
+        return
+    _REMAT_WARNED = True
+    warnings.warn(
+        "remat=True on JAX on the CPU saves no memory unless XLA keeps jax.checkpoint's barriers: set "
+        f"XLA_FLAGS={_xla_flags.with_remat_kept('')} before JAX starts (importing vidtr_keras "
+        "first does it), or XLA merges the recomputation back into the forward pass.",
+        stacklevel=3,
+    )
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -38,8 +59,9 @@ class VidTrEncoderBlock(keras.layers.Layer):
         layer_norm_epsilon: LayerNorm epsilon (1e-5, PyTorch's default, in the official code).
         remat: rematerialise the block in training: keep only its inputs for the backward pass and
             recompute the rest there (about a third more compute for a fraction of the activation
-            memory; results are the same, dropout included). XLA:CPU currently undoes it (no
-            memory saved with JAX on CPU).
+            memory; results are the same, dropout included). On JAX on the CPU it needs XLA to keep
+            jax.checkpoint's barriers, which importing vidtr_keras arranges (`vidtr_keras._xla_flags`;
+            a warning says when the setting is missing).
 
     Call arguments:
         tokens: (batch, N, d) for joint attention, (batch, T, S, d) for separable attention.
@@ -224,6 +246,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         the block's forward again. Dropout must draw the same masks the second time, so the seed
         states of the block's dropout layers go in as inputs, are restored at the start of every
         (re)computation, and their advanced values come out as outputs."""
+        _warn_if_remat_undone()
         states = [
             layer.seed_generator.state
             for layer in self._flatten_layers(include_self=False)
