@@ -28,6 +28,7 @@ SCRIPTS = {
     "scaling": "memory and FLOPs against frames and resolution, measured and analytic, plotted",
     "crosscheck": "the analytic full FLOP count against XLA, torch and the TF graph",
     "benchmark": "speed (% of each backend's matmul peak) and training memory per backend, remat, bf16",
+    "benchmark_before": "training step of the pre-issue-10 code (67e19ff) and the current code, interleaved here",
     "inference_profile": "where VidTr-S inference time goes per backend: model-shaped matmuls vs the rest",
     "learning": "does it learn? every variant x task x seed on the procedural benchmark, with intervals",
 }

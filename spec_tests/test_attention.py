@@ -160,3 +160,50 @@ def test_separable_attention_symbolic_shapes_and_pooling_output():
     out, sel = SeparableAttention(2, frames_dropped=2)(y)
     assert tuple(out.shape) == (3, 4, None, 16)
     assert tuple(sel.shape) == (3, None, 2, 4, 6)
+
+
+# PyTorch runs softmax(q k^T) v as one fused call (`keras.ops.dot_product_attention`) in inference and
+# without attention dropout; the other backends, and any pass that returns or drops out the
+# probabilities, run the plain form. Both forms must give the same outputs and gradients.
+
+
+def test_fused_attention_only_where_it_applies():
+    from conftest import BACKEND
+
+    joint, sep = JointAttention(2, dropout=0.1), SeparableAttention(2, dropout=0.0)
+    on_torch = BACKEND == "torch"
+    assert joint._fused(training=False, return_attention_scores=False) is on_torch
+    assert joint._fused(training=None, return_attention_scores=False) is on_torch
+    assert not joint._fused(training=True, return_attention_scores=False)  # probabilities dropped out
+    assert not joint._fused(training=False, return_attention_scores=True)  # probabilities returned
+    assert sep._fused(training=True, return_attention_scores=False) is on_torch  # no dropout: fused
+
+
+@pytest.mark.parametrize("kind", ["joint", "temporal_spatial", "spatial_temporal", "cvidtr"])
+def test_fused_and_plain_attention_agree_with_gradients(kind, monkeypatch):
+    from conftest import BACKEND
+
+    if BACKEND != "torch":
+        pytest.skip("only PyTorch runs the fused form (checked in test_fused_attention_only_where_it_applies)")
+    import torch
+
+    rng = np.random.default_rng(0)
+    if kind == "joint":
+        layer, x = JointAttention(4), rng.normal(size=(2, 13, 32))
+    else:
+        order = "temporal_spatial" if kind == "cvidtr" else kind
+        layer = SeparableAttention(4, order=order, frames_dropped=2 if kind == "cvidtr" else 0)
+        x = rng.normal(size=(2, 5, 7, 32))
+    results = {}
+    for fused in (True, False):
+        monkeypatch.setattr(type(layer), "_fused", lambda self, t, r, fused=fused: fused)
+        inputs = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+        out = layer(inputs, training=True)
+        out = out[0] if isinstance(out, tuple) else out
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads = [inputs.grad] + [v.value.grad for v in layer.trainable_variables]
+        results[fused] = [to_numpy(out.detach())] + [to_numpy(g) for g in grads]
+        for v in layer.trainable_variables:
+            v.value.grad = None
+    for got, want in zip(results[True], results[False]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -10,7 +10,8 @@ compare with is `flops(...).flops` (2 x `flops(...).macs`).
   of the whole forward pass, which also counts element-wise work (softmax, LayerNorm, bias and residual
   adds): it is above the matmul count by that share, a fraction of a percent at full size and several
   percent on tiny widths, where element-wise work is not negligible next to d x d matmuls.
-- PyTorch: `FlopCounterMode` on one forward pass; it counts matmuls and convolutions only.
+- PyTorch: `FlopCounterMode` on one forward pass; it counts matmuls and convolutions only (and the
+  fused attention's two matmuls, with a formula added for its CPU kernel).
 - TensorFlow: TF's profiler has no FLOP statistics for the Einsum op the layers use, so the count is
   taken from the traced graph of `tf.function(model)`: every Einsum, MatMul, BatchMatMul and Conv op,
   multiply-adds from its static shapes (output elements x contracted size). It is independent of the
@@ -194,10 +195,16 @@ class _GlobalScope:
 
 def _torch_flops(model, shape):
     import torch  # the counter of this backend; only imported when the backend is torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def fused_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(query_shape, key_shape, value_shape)  # q k^T and p v, as on CUDA
 
     clip = keras.ops.zeros(shape, dtype="float32")
-    counter = FlopCounterMode(display=False)
+    # The attention layers run PyTorch's fused attention in inference, whose CPU kernel the counter
+    # has no formula for (it counts the CUDA ones): the same two matmuls are counted for it here.
+    cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    counter = FlopCounterMode(display=False, custom_mapping={cpu_flash: fused_attention} if cpu_flash else None)
     counter.mod_tracker = _GlobalScope()
     with torch.inference_mode(), counter:
         model(clip, training=False)
