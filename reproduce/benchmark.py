@@ -9,6 +9,7 @@ wall-clock numbers on a shared machine are only comparable as ratios to the peak
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -367,6 +368,26 @@ def _find(results, backend=None, **match):
     return None
 
 
+def _before_and_now():
+    """{(backend, preset): {"before": [s, ...], "now": [s, ...], "ref": sha}} from the same-machine
+    comparisons of `python -m reproduce benchmark_before` (results/benchmark_before*.csv; each value
+    is one process's median step)."""
+    import csv
+
+    pairs = {}
+    for path in sorted(_common.RESULTS.glob("benchmark_before*.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if not row.get("median s"):
+                    continue
+                version, _, sha = row["version"].partition(" ")
+                entry = pairs.setdefault((row["backend"], row["preset"]), {"before": [], "now": [], "ref": ""})
+                entry[version].append(float(row["median s"]))
+                if version == "before":
+                    entry["ref"] = sha.split()[0]
+    return {key: value for key, value in pairs.items() if value["before"] and value["now"]}
+
+
 def _verdict(ok):
     return "**met**" if ok else "**not met**"
 
@@ -410,17 +431,33 @@ def targets(results):
             f"within 15% of the model: {_verdict(abs(ratio - 1) <= 0.15)} (peak RSS {r['peak_rss'] / GIB:.1f} GiB, "
             f"model {r['predicted_bytes'] / GIB:.1f} GiB, {ratio:.2f}x; {r['seconds']:.0f} s per step)"
         )
+    same_machine = _before_and_now()
     for (backend, preset), before in BEFORE_TRAIN_S.items():
         r = _find(results, backend, preset=preset, mode="train", frames=8, remat=False, mixed_precision=False)
         if r is None:
             continue
         before_pct = 100.0 * r["gflop"] / before / BEFORE_PEAK[backend]
-        lines.append(
-            f"- {preset} training step on {backend} no slower than before, as % of the backend's matmul peak "
-            f"(before: {before} s = {before_pct:.0f}% of a {BEFORE_PEAK[backend]:.0f} GFLOP/s peak): "
-            f"{_verdict(r['percent_of_peak'] >= before_pct * 0.95)} ({r['seconds']:.2f} s = "
-            f"{r['percent_of_peak']:.0f}% of {r['peak_gflops']:.0f} GFLOP/s, load {r['loadavg'][0]:.1f})"
+        issue = (
+            f"the issue's figure, from another machine: {before} s = {before_pct:.0f}% of a "
+            f"{BEFORE_PEAK[backend]:.0f} GFLOP/s peak; this table: {r['seconds']:.2f} s = "
+            f"{r['percent_of_peak']:.0f}% of {r['peak_gflops']:.0f} GFLOP/s, load {r['loadavg'][0]:.1f}"
         )
+        pairs = same_machine.get((backend, preset))
+        if pairs:
+            old = statistics.median(pairs["before"])
+            new = statistics.median(pairs["now"])
+            runs = len(pairs["before"]) + len(pairs["now"])
+            lines.append(
+                f"- {preset} training step on {backend} no slower than before (the old code, {pairs['ref']}, "
+                f"timed on this machine in the same run as the current code, {runs} processes, "
+                f"[benchmark_before.md](benchmark_before.md); within 10 %): {_verdict(new <= 1.10 * old)} "
+                f"(median {old:.2f} s before, {new:.2f} s now, x{new / old:.2f}; {issue})"
+            )
+        else:
+            lines.append(
+                f"- {preset} training step on {backend} no slower than before, as % of the backend's matmul peak "
+                f"({issue}): {_verdict(r['percent_of_peak'] >= before_pct * 0.95)}"
+            )
     for backend in backends:
         plain = _find(results, backend, mode="train", **base)
         half = _find(results, backend, mode="train", **dict(base, mixed_precision=True))

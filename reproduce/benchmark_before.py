@@ -227,8 +227,10 @@ def run(
     repeat=False,
     frames=8,
     image_size=224,
+    name=NAME,
 ):
-    """Measures REF and the current tree, interleaved; writes results/benchmark_before.{md,csv}."""
+    """Measures REF and the current tree, interleaved; writes results/NAME.{md,csv} (NAME
+    "benchmark_before" unless another is given, e.g. for a re-check of a few models)."""
     from reproduce.benchmark import _installed
 
     with warnings.catch_warnings():  # the numpy backend's note on custom_gradient: this process only counts
@@ -275,10 +277,10 @@ def run(
                             dict(backend=backend, preset=preset, version=version, label=text, npass=n, result=result)
                         )
     before, now = (sha, short, subject), (head, head_subject, dirty)
-    return write_report(measured, presets, backends, gflop, runs, passes, frames, image_size, before, now)
+    return write_report(measured, presets, backends, gflop, runs, passes, frames, image_size, before, now, name)
 
 
-def write_report(measured, presets, backends, gflop, runs, passes, frames, image_size, before, now):
+def write_report(measured, presets, backends, gflop, runs, passes, frames, image_size, before, now, name=NAME):
     """The markdown and CSV of `run`'s figures; `before` = (sha, short sha, subject), `now` = (short HEAD,
     subject, has uncommitted changes)."""
     sha, short, subject = before
@@ -379,7 +381,7 @@ def write_report(measured, presets, backends, gflop, runs, passes, frames, image
         "\n".join(compared),
     ]
     return _common.write(
-        NAME,
+        name,
         f"Training step before ({short}) and now, measured in one run on this machine",
         columns,
         rows,
@@ -396,6 +398,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, help="timed steps per process (default 3, 2 with --quick)")
     parser.add_argument("--repeat", action="store_true", help="measure each before/now pair twice")
     parser.add_argument("--quick", action="store_true", help=f"{','.join(QUICK_PRESETS)} only, 2 timed steps")
+    parser.add_argument("--name", default=NAME, help=f"results/NAME.{{md,csv}} to write (default {NAME})")
     # For testing the script on tiny models; the GFLOP count follows them.
     parser.add_argument("--frames", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, default=224, help=argparse.SUPPRESS)
@@ -417,6 +420,7 @@ def main(argv=None):
             repeat=args.repeat,
             frames=args.frames,
             image_size=args.image_size,
+            name=args.name,
         )
     console.print(f"wrote {path}")
     return 0
