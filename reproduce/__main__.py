@@ -29,7 +29,7 @@ SCRIPTS = {
     "crosscheck": "the analytic full FLOP count against XLA, torch and the TF graph",
     "benchmark": "speed (% of each backend's matmul peak) and training memory per backend, remat, bf16",
     "benchmark_before": "training step of the pre-issue-10 code (67e19ff) and the current code, interleaved here",
-    "fused_attention": "PyTorch inference with fused against plain attention, per model, in one process",
+    "fused_attention": "PyTorch inference with fused against plain joint attention, per model, in one process",
     "inference_profile": "where VidTr-S inference time goes per backend: model-shaped matmuls vs the rest",
     "learning": "does it learn? every variant x task x seed on the procedural benchmark, with intervals",
 }

@@ -162,25 +162,27 @@ def test_separable_attention_symbolic_shapes_and_pooling_output():
     assert tuple(sel.shape) == (3, None, 2, 4, 6)
 
 
-# PyTorch runs softmax(q k^T) v as one fused call (`keras.ops.dot_product_attention`) in inference and
-# without attention dropout; the other backends, and any pass that returns or drops out the
-# probabilities, run the plain form. Both forms must give the same outputs and gradients.
+# PyTorch runs joint attention's softmax(q k^T) v as one fused call (`keras.ops.dot_product_attention`)
+# in inference and without attention dropout; the other backends, separable attention, and any pass
+# that returns or drops out the probabilities, run the plain form. Both forms must give the same
+# outputs and gradients.
 
 
 def test_fused_attention_only_where_it_applies():
     from conftest import BACKEND
 
-    joint, sep = JointAttention(2, dropout=0.1), SeparableAttention(2, dropout=0.0)
+    joint = JointAttention(2, dropout=0.1)
     on_torch = BACKEND == "torch"
     assert joint._fused(training=False, return_attention_scores=False) is on_torch
     assert joint._fused(training=None, return_attention_scores=False) is on_torch
     assert not joint._fused(training=True, return_attention_scores=False)  # probabilities dropped out
     assert not joint._fused(training=False, return_attention_scores=True)  # probabilities returned
-    assert sep._fused(training=True, return_attention_scores=False) is on_torch  # no dropout: fused
+    assert JointAttention(2, dropout=0.0)._fused(training=True, return_attention_scores=False) is on_torch
+    assert not hasattr(SeparableAttention(2), "_fused")  # separable attention: always the plain form
 
 
-@pytest.mark.parametrize("kind", ["joint", "temporal_spatial", "spatial_temporal", "cvidtr"])
-def test_fused_and_plain_attention_agree_with_gradients(kind, monkeypatch):
+@pytest.mark.parametrize("qk_only", [False, True])
+def test_fused_and_plain_joint_attention_agree_with_gradients(qk_only, monkeypatch):
     from conftest import BACKEND
 
     if BACKEND != "torch":
@@ -188,22 +190,18 @@ def test_fused_and_plain_attention_agree_with_gradients(kind, monkeypatch):
     import torch
 
     rng = np.random.default_rng(0)
-    if kind == "joint":
-        layer, x = JointAttention(4), rng.normal(size=(2, 13, 32))
-    else:
-        order = "temporal_spatial" if kind == "cvidtr" else kind
-        layer = SeparableAttention(4, order=order, frames_dropped=2 if kind == "cvidtr" else 0)
-        x = rng.normal(size=(2, 5, 7, 32))
+    layer, x = JointAttention(4), rng.normal(size=(2, 13, 32))
+    values = rng.normal(size=(2, 13, 32)) if qk_only else None
     results = {}
     for fused in (True, False):
-        monkeypatch.setattr(type(layer), "_fused", lambda self, t, r, fused=fused: fused)
+        monkeypatch.setattr(JointAttention, "_fused", lambda self, t, r, fused=fused: fused)
         inputs = torch.tensor(x, dtype=torch.float32, requires_grad=True)
-        out = layer(inputs, training=True)
-        out = out[0] if isinstance(out, tuple) else out
+        v = None if values is None else torch.tensor(values, dtype=torch.float32, requires_grad=True)
+        out = layer(inputs, value_inputs=v, training=True)
         (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads = [inputs.grad] + [v.value.grad for v in layer.trainable_variables]
+        grads = [inputs.grad] + ([] if v is None else [v.grad]) + [w.value.grad for w in layer.trainable_variables]
         results[fused] = [to_numpy(out.detach())] + [to_numpy(g) for g in grads]
-        for v in layer.trainable_variables:
-            v.value.grad = None
+        for w in layer.trainable_variables:
+            w.value.grad = None
     for got, want in zip(results[True], results[False]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -69,20 +69,6 @@ class _ProjectedAttention(keras.layers.Layer):
     def _output(self, heads):
         return ops.matmul(self._merge_heads(heads), self.out_proj_kernel) + self.out_proj_bias
 
-    def _fused(self, training, return_attention_scores):
-        """Whether softmax(q k^T) v runs as one fused `keras.ops.dot_product_attention` call.
-
-        Only on PyTorch, where it is `torch.nn.functional.scaled_dot_product_attention`, which never
-        materialises the attention map: measured on 2 CPU cores, the vanilla model's joint attention
-        (12 heads, 1569 tokens) 150 -> 50 ms per layer and VidTr-S's spatial step 20.5 -> 11.8 ms,
-        outputs within 2e-7 of the plain form. XLA (JAX) and TensorFlow ran it no faster than the
-        plain form, which they keep. Not when the probabilities are wanted (`return_attention_scores`)
-        or dropped out (training with attention dropout: the fused call has no dropout).
-        """
-        if keras.backend.backend() != "torch" or return_attention_scores:
-            return False
-        return not (training and self.dropout > 0)
-
     def get_config(self):
         config = super().get_config()
         config.update({"num_heads": self.num_heads, "dropout": self.dropout})
@@ -111,6 +97,22 @@ class JointAttention(_ProjectedAttention):
         (batch, tokens, d); with `return_attention_scores=True` the pair (outputs, scores) with scores
         (batch, heads, tokens, tokens), rows = queries.
     """
+
+    def _fused(self, training, return_attention_scores):
+        """Whether softmax(q k^T) v runs as one fused `keras.ops.dot_product_attention` call.
+
+        Only on PyTorch, where it is `torch.nn.functional.scaled_dot_product_attention`, which never
+        writes the attention map: measured on 2 CPU cores, the vanilla model's joint attention (12
+        heads, 1569 tokens) 150 -> 50 ms per layer and its inference 2.50 -> 1.58 s, outputs equal up to
+        float rounding (`python -m reproduce fused_attention`). XLA (JAX) and TensorFlow ran it no
+        faster than the plain form, which they keep; so does separable attention, whose 197-token
+        spatial maps measured no faster fused inside the model. Not when the probabilities are
+        wanted (`return_attention_scores`) or dropped out (training with attention dropout: the fused
+        call has no dropout).
+        """
+        if keras.backend.backend() != "torch" or return_attention_scores:
+            return False
+        return not (training and self.dropout > 0)
 
     def call(self, inputs, value_inputs=None, training=None, return_attention_scores=False):
         check_rank(self.name, inputs.shape, 3, "(batch, tokens, dim)")
@@ -231,11 +233,6 @@ class SeparableAttention(_ProjectedAttention):
         # plain batched matmuls, the same products as the einsums "btshd,btrhd->bthsr" and
         # "bthsr,btrhd->btshd"; written out because XLA on the CPU ran the einsum form (batch axes not
         # leading) 2x slower at VidTr-S's shapes (9 rows x 12 heads of 197x197 maps).
-        if self._fused(training, scores is not None):
-            # (b, t, s, h, d) -> (b*t, s, h, d): every frame row is one attention batch entry.
-            rows = [ops.reshape(x, (-1,) + tuple(x.shape[2:])) for x in (q, k, v)]
-            out = ops.dot_product_attention(*rows, scale=1.0)  # q is already scaled
-            return ops.reshape(out, (-1,) + tuple(v.shape[1:]))
         qh, kh, vh = (ops.transpose(x, (0, 1, 3, 2, 4)) for x in (q, k, v))  # (b, t, h, s, d)
         probs = ops.softmax(ops.matmul(qh, ops.swapaxes(kh, -1, -2)), axis=-1)  # (b, t, h, s, r)
         if scores is not None:
