@@ -263,6 +263,16 @@ def write_report(results, skipped, backends, load_start):
         "without gain, with the fence in place: YNNPACK dot fusions off (Eigen dots, 7.9 s), oneDNN dot "
         "fusions (7.2 s), XNNPACK dot fusions (8.4 s); before it: the concurrency-optimised scheduler, "
         "fusion emitters off, 512-bit vectors, fast math (not exact anyway).",
+        "`keras.ops.dot_product_attention`, measured per backend at VidTr's shapes (issue 10 asks for it where "
+        "it is exact and faster): on PyTorch it is `scaled_dot_product_attention`, which never writes the "
+        "attention map; the vanilla model's joint attention ran 150 -> 50 ms per layer with it and vanilla-S "
+        "inference x0.63-0.73 ([fused_attention.md](fused_attention.md), one process per model, fused and "
+        "plain interleaved), so joint attention uses it on PyTorch wherever the probabilities are neither "
+        "returned nor dropped out (inference; training only without attention dropout). Separable "
+        "attention's spatial step alone ran 20.5 -> 11.8 ms fused at VidTr-S's shapes, but the models did "
+        "not get faster (VidTr-S x1.00, C-VidTr-S x1.06, VidTr-M x0.98), so it stays plain. On JAX (XLA's "
+        "attention is the same einsum-softmax-einsum) and TensorFlow (Keras' own composite) the fused call "
+        "ran no faster, and both keep the plain form. The PyTorch inference rows were re-measured after this.",
         "Where the PyTorch training step goes (torch.profiler, self CPU time of one VidTr-S step, plain SGD, "
         "2 threads, 7.2 s step, 6.2 s of operator time): the dense matmuls (`aten::mm`, 149 calls) 3.56 s, "
         "at about the backend's own matmul rate; dropout's random masks (`aten::bernoulli_`, 61 calls) "
