@@ -175,5 +175,27 @@ def worker(ctx, task, backend, description, timeout=None):
     return run_worker(task, backend, on_item=on_item, timeout=timeout)
 
 
+def run_child(cmd, env, on_progress=None):
+    """Runs a measuring child process that prints `PROGRESS <text>` lines and one `RESULT <json>` line.
+
+    stderr goes into the same pipe (read line by line, so a chatty child can never block on a full
+    pipe). Returns (result dict or None, exit code, the child's last other output line).
+    """
+    import json
+    import subprocess
+
+    result, last = None, ""
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            if line.startswith("PROGRESS "):
+                if on_progress is not None:
+                    on_progress(line[9:].strip())
+            elif line.startswith("RESULT "):
+                result = json.loads(line[7:])
+            elif line.strip():
+                last = line.strip()
+    return result, proc.returncode, last
+
+
 def python_executable():
     return sys.executable

@@ -16,7 +16,6 @@ call at VidTr's shapes), so they have nothing to compare here.
 
 import json
 import os
-import subprocess
 import sys
 
 from reproduce import _common
@@ -74,19 +73,11 @@ def worker(preset, frames, runs):
 def _measure(ctx, bar, preset, frames, runs):
     env = dict(os.environ, KERAS_BACKEND="torch", PYTHONUNBUFFERED="1")
     cmd = [_common.python_executable(), "-m", "reproduce.fused_attention", "--worker", preset, str(frames), str(runs)]
-    result = {"preset": preset, "frames": frames, "error": "no result"}
-    with subprocess.Popen(
-        cmd, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as proc:
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                ctx.progress.update(bar, description=f"fused_attention: {preset}: {line[9:].strip()}")
-            elif line.startswith("RESULT "):
-                result = json.loads(line[7:])
-        err = proc.stderr.read()
-    if proc.returncode != 0 and "fused_s" not in result:
-        lines = err.strip().splitlines()
-        result["error"] = f"exit {proc.returncode}: {lines[-1] if lines else ''}"
+    result, code, last = _common.run_child(
+        cmd, env, lambda text: ctx.progress.update(bar, description=f"fused_attention: {preset}: {text}")
+    )
+    if code != 0 or result is None:
+        result = {"preset": preset, "frames": frames, "error": f"exit {code}: {last}"}
         ctx.log(f"[red]fused_attention {preset}: {result['error']}[/red]")
     ctx.advance(bar, f"fused_attention: {preset} done")
     return result

@@ -8,7 +8,6 @@ model's own shapes reach the 2048^3 rate, and how much time goes to what is not 
 
 import json
 import os
-import subprocess
 import sys
 
 from reproduce import _common
@@ -35,15 +34,11 @@ def _measure(ctx, bar, backend, preset, runs):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     cmd = [_common.python_executable(), "-m", "reproduce.inference_profile", "--worker", preset, str(runs)]
-    result = None
-    with subprocess.Popen(cmd, cwd=_common.ROOT, env=env, stdout=subprocess.PIPE, text=True) as proc:
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                ctx.progress.update(bar, description=f"inference profile [{backend}]: {line[9:].strip()}")
-            elif line.startswith("RESULT "):
-                result = json.loads(line[7:])
-    if proc.returncode or result is None:
-        raise RuntimeError(f"The {backend} inference profile failed (exit code {proc.returncode}); see above.")
+    result, code, last = _common.run_child(
+        cmd, env, lambda text: ctx.progress.update(bar, description=f"inference profile [{backend}]: {text}")
+    )
+    if code or result is None:
+        raise RuntimeError(f"The {backend} inference profile failed (exit code {code}): {last}")
     result["load"] = os.getloadavg()[0]
     ctx.advance(bar, f"inference profile [{backend}] done")
     return result
