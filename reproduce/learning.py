@@ -259,11 +259,11 @@ def worker(spec):
 
 
 def _rollouts(model, clips, labels):
-    """Per-frame spatial maps and temporal importance of two test clips (vidtr_keras.explain)."""
+    """Per-frame spatial maps and temporal importance of two test clips (vidtr_keras.apps.explain)."""
     import numpy as np
 
     try:
-        from vidtr_keras.explain import attention_rollout
+        from vidtr_keras.apps.explain import attention_rollout
     except ImportError:  # the explain module is optional here
         return {}
     out = {"labels": np.asarray(labels)}
@@ -937,7 +937,7 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None):
         notes += [
             "## Attention rollout of trained models",
             "Residual as 0.5 identity, rows renormalised, multiplied over layers "
-            "(`vidtr_keras.explain.attention_rollout`); "
+            "(`vidtr_keras.apps.explain.attention_rollout`); "
             "each variant's seed-0 model on a test clip of the moving-object task it learned best (direction "
             "or fast local motion, by mean top-1; the row says which and its top-1). Does the attention follow "
             "the moving square? A model near chance on both tasks shows where an untrained-like model looks.",
@@ -946,7 +946,7 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None):
     else:
         notes += [
             "## Attention rollout of trained models",
-            "Not produced: `vidtr_keras.explain.attention_rollout` was not importable.",
+            "Not produced: `vidtr_keras.apps.explain.attention_rollout` was not importable.",
         ]
     return _common.write(
         "learning",

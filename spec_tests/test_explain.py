@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vidtr_keras.convert import gluonmm
-from vidtr_keras.explain import (
+from vidtr_keras.apps.explain import (
     CLASS_ROW,
     attention_maps,
     attention_rollout,
@@ -21,7 +21,7 @@ from vidtr_keras.layers import JointAttention, SeparableAttention, VidTrEncoderB
 from vidtr_keras.models import build_model
 
 import oracle
-from conftest import BACKEND, load_fixture, to_numpy
+from helpers import BACKEND, load_fixture, to_numpy
 
 VARIANTS = [
     ("vanilla_tiny", {}),

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from vidtr_keras import VidTrVideoClassifier, build_model, cli
-from vidtr_keras.export import FORMATS, check_supported, export_model, load_exported, supported_formats
+from vidtr_keras.apps.export import FORMATS, check_supported, export_model, load_exported, supported_formats
 
-from conftest import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy
 
 MICRO = dict(hidden_dim=16, num_heads=2, mlp_dim=32, image_size=16, patch_size=(1, 8, 8), num_frames=4)
 VARIANTS = {

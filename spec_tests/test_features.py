@@ -1,4 +1,4 @@
-"""Backbone features out of videos (`vidtr_keras.features`, `vidtr features`)."""
+"""Backbone features out of videos (`vidtr_keras.apps.features`, `vidtr features`)."""
 
 import keras
 import numpy as np
@@ -8,15 +8,15 @@ from vidtr_keras import VidTrBackbone, VidTrClassifier, build_model
 from vidtr_keras.cli import main
 from vidtr_keras.data import VideoReader, load_views, transforms
 from vidtr_keras.data.synthetic import synthetic_frames, write_video
-from vidtr_keras.features import (
+from vidtr_keras.apps.features import (
     FeatureExtractor,
     extract_features,
     video_features,
     window_features,
 )
-from vidtr_keras.inference import ClipGeometry
+from vidtr_keras.apps.predict import ClipGeometry
 
-from conftest import to_numpy
+from helpers import to_numpy
 
 GEOMETRY = ClipGeometry(clip_len=4, rate=2, crop_size=32)
 

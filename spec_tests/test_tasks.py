@@ -18,9 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidtr_keras import build_model, cli, data, evaluation, inference, training
+from vidtr_keras import build_model, cli, data, training
+from vidtr_keras.apps import evaluation
+from vidtr_keras.apps import predict as inference
 
-from conftest import BACKEND, GLUONMM, to_numpy
+from helpers import BACKEND, GLUONMM, to_numpy
 
 # One JAX compilation per test model instead of one per run: eager JAX caches its primitives.
 JIT = "off" if BACKEND == "jax" else "auto"

@@ -1,4 +1,4 @@
-"""Sliding-window predictions over a whole video in one decoding pass (`vidtr_keras.timeline`,
+"""Sliding-window predictions over a whole video in one decoding pass (`vidtr_keras.apps.timeline`,
 `vidtr predict --timeline/--plot`)."""
 
 import json
@@ -7,13 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from vidtr_keras import build_model, timeline
+from vidtr_keras import build_model
+from vidtr_keras.apps import timeline
 from vidtr_keras.data import VideoReader, transforms
 from vidtr_keras.data.synthetic import synthetic_frames, write_video
-from vidtr_keras.inference import ClipGeometry
-from vidtr_keras.timeline import SlidingWindows, predict_timeline, smooth_curves
+from vidtr_keras.apps.predict import ClipGeometry
+from vidtr_keras.apps.timeline import SlidingWindows, predict_timeline, smooth_curves
 
-from conftest import to_numpy
+from helpers import to_numpy
 
 FPS = 25.0
 

@@ -19,7 +19,7 @@ from vidtr_keras import _xla_flags  # noqa: E402
 _xla_flags.keep_remat_on_cpu(keras.backend.backend())
 
 from vidtr_keras import layers  # noqa: E402
-from vidtr_keras.export import export_model  # noqa: E402
+from vidtr_keras.apps.export import export_model  # noqa: E402
 from vidtr_keras.layers import VidTrPreprocessor  # noqa: E402
 from vidtr_keras.models import (  # noqa: E402
     PRESETS,

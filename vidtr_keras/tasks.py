@@ -1,16 +1,16 @@
 """Deprecated module, kept for one release: its contents moved.
 
 - `load_model`, `replace_head`, `ClipGeometry`, `clip_geometry`, `parse_views`, `predict_views`,
-  `predict_video` -> `vidtr_keras.inference`;
-- `evaluate`, `top_k_hits`, `average_precision`, `mean_average_precision` -> `vidtr_keras.evaluation`;
+  `predict_video` -> `vidtr_keras.apps.predict`;
+- `evaluate`, `top_k_hits`, `average_precision`, `mean_average_precision` -> `vidtr_keras.apps.evaluation`;
 - `train`, `TrainConfig`, `CoupledSGD`, `EpochStepDecay`, `EpochCheckpoint`, `scaled_milestones`
   -> `vidtr_keras.training`;
 - the run-directory format (`CHECKPOINT_FILE`, ...) -> `vidtr_keras.run_dir`;
 - the `vidtr` subcommands (`cmd_predict`, ..., `add_data_commands`) -> `vidtr_keras.cli.data`.
 """
 
-from vidtr_keras.evaluation import average_precision, evaluate, mean_average_precision, top_k_hits
-from vidtr_keras.inference import (
+from vidtr_keras.apps.evaluation import average_precision, evaluate, mean_average_precision, top_k_hits
+from vidtr_keras.apps.predict import (
     WINDOW_FRAMES,
     ClipGeometry,
     clip_geometry,

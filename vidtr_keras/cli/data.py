@@ -15,8 +15,8 @@ import numpy as np
 from vidtr_keras import data as vdata
 from vidtr_keras import run_dir
 from vidtr_keras.cli import console as _console
-from vidtr_keras.evaluation import evaluate
-from vidtr_keras.inference import clip_geometry, load_model, parse_views, predict_video
+from vidtr_keras.apps.evaluation import evaluate
+from vidtr_keras.apps.predict import clip_geometry, load_model, parse_views, predict_video
 from vidtr_keras.training import RELEASED_EPOCHS, TrainConfig, train
 
 

@@ -1,6 +1,6 @@
 """`vidtr explain`: attention rollout of a model on the centre clip of a video, drawn over its frames.
 
-The logic is in `vidtr_keras.explain`; this module holds argparse and printing only.
+The logic is in `vidtr_keras.apps.explain`; this module holds argparse and printing only.
 """
 
 import os
@@ -18,8 +18,8 @@ def cmd_explain(args):
 
     from vidtr_keras import data as vdata
     from vidtr_keras import run_dir
-    from vidtr_keras.explain import explain_video, plot_rollout
-    from vidtr_keras.inference import clip_geometry, load_model
+    from vidtr_keras.apps.explain import explain_video, plot_rollout
+    from vidtr_keras.apps.predict import clip_geometry, load_model
 
     console = _console()
     if not os.path.exists(args.video):

@@ -6,7 +6,7 @@ from vidtr_keras.cli import console as _console
 def cmd_export(args):
     import keras
 
-    from vidtr_keras.export import check_supported, export_model, supported_formats
+    from vidtr_keras.apps.export import check_supported, export_model, supported_formats
     from vidtr_keras.models.task import VidTrVideoClassifier
 
     console = _console(quiet=args.quiet)

@@ -46,8 +46,8 @@ def cmd_predict_timeline(args):
 
     from vidtr_keras import run_dir
     from vidtr_keras.cli.data import _labels_for
-    from vidtr_keras.inference import clip_geometry, load_model
-    from vidtr_keras.timeline import predict_timeline
+    from vidtr_keras.apps.predict import clip_geometry, load_model
+    from vidtr_keras.apps.timeline import predict_timeline
 
     console = _console()
     if not os.path.exists(args.video):
@@ -121,8 +121,8 @@ def cmd_features(args):
 
     from vidtr_keras import run_dir
     from vidtr_keras.data.integrity import collect_videos
-    from vidtr_keras.features import extract_features
-    from vidtr_keras.inference import clip_geometry, load_model, parse_views
+    from vidtr_keras.apps.features import extract_features
+    from vidtr_keras.apps.predict import clip_geometry, load_model, parse_views
 
     console = _console(quiet=args.quiet)
     if not args.output.endswith(".npz"):
@@ -237,7 +237,7 @@ def cmd_check_videos(args):
 def register(subparsers):
     from vidtr_keras.cli.data import _add_model_args, _requires_model
     from vidtr_keras.data.integrity import DEFAULT_MIN_FRAMES
-    from vidtr_keras.features import FEATURE_MODES, POOLINGS
+    from vidtr_keras.apps.features import FEATURE_MODES, POOLINGS
 
     p = subparsers.add_parser(
         "features", help="backbone embeddings (class token, mean token or all tokens) of videos to an .npz file"

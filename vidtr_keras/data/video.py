@@ -13,7 +13,7 @@ Example:
 ...     pass
 
 `VideoReader.stream` is the long-video path: one decoding pass, front to back, holding one frame at a
-time (`vidtr_keras.timeline` and `vidtr_keras.features` slide their windows over it).
+time (`vidtr_keras.apps.timeline` and `vidtr_keras.apps.features` slide their windows over it).
 """
 
 import os

@@ -224,7 +224,7 @@ class VidTrBackbone(keras.Model):
 
         The default forward pass keeps no attention maps; this runs the same functional graph once,
         calling each `VidTrEncoderBlock` with `return_attention_scores=True`.
-        `vidtr_keras.explain.attention_maps` / `attention_rollout` build on it.
+        `vidtr_keras.apps.explain.attention_maps` / `attention_rollout` build on it.
 
         Args:
             clips: (batch, frames, height, width, channels).

@@ -241,7 +241,8 @@ class VidTrVideoClassifier(VidTrClassifier):
                 raise FileNotFoundError(f"The preset {source!r} has no {PRESET_WEIGHTS_FILE}.")
             model.load_weights(weights_path)
         elif os.path.isdir(source) or source.endswith(".keras") or source in preset_names():
-            from vidtr_keras import inference, run_dir
+            from vidtr_keras import run_dir
+            from vidtr_keras.apps import predict as inference
 
             if os.path.isdir(source) and not run_dir.is_run_dir(source):
                 raise FileNotFoundError(

@@ -17,7 +17,7 @@ import numpy as np
 from vidtr_keras import data as vdata
 from vidtr_keras import run_dir
 from vidtr_keras.data.annotations import AnnotationProblem
-from vidtr_keras.inference import clip_geometry, load_model
+from vidtr_keras.apps.predict import clip_geometry, load_model
 from vidtr_keras.training.backend_tuning import tune_backend
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states
 from vidtr_keras.training.optimizers import CoupledSGD

@@ -11,7 +11,7 @@ import numpy as np
 
 from vidtr_keras import data as vdata
 from vidtr_keras.data.annotations import AnnotationProblem
-from vidtr_keras.inference import clip_geometry, predict_views
+from vidtr_keras.apps.predict import clip_geometry, predict_views
 
 
 def top_k_hits(scores, labels, k):

@@ -414,13 +414,13 @@ def explain_video(model, path, geometry=None):
         model: a `VidTrClassifier`.
         path: the video.
         geometry: a `ClipGeometry` (frames, rate, crop size); default the model's
-            (`vidtr_keras.inference.clip_geometry`).
+            (`vidtr_keras.apps.predict.clip_geometry`).
 
     Returns:
         An `Explanation`.
     """
     from vidtr_keras.data import transforms
-    from vidtr_keras.inference import clip_geometry
+    from vidtr_keras.apps.predict import clip_geometry
 
     geometry = geometry or clip_geometry(model)
     frames, idx, num_frames = centre_clip(path, geometry.clip_len, geometry.rate, geometry.crop_size)

@@ -33,7 +33,7 @@ import numpy as np
 from vidtr_keras.data import load_views, transforms
 from vidtr_keras.data.dataset import VIDEO_ERRORS
 from vidtr_keras.models import VidTrBackbone
-from vidtr_keras.timeline import DEFAULT_FPS, SlidingWindows, batched, run_fixed_batches
+from vidtr_keras.apps.timeline import DEFAULT_FPS, SlidingWindows, batched, run_fixed_batches
 
 FEATURE_MODES = ("class_token", "mean", "tokens")
 POOLINGS = ("mean", "none")
@@ -125,7 +125,7 @@ def _check_pool(pool):
 
 def _geometry(model, backbone):
     """The model's clip geometry (`inference.clip_geometry`); a bare backbone states its own."""
-    from vidtr_keras.inference import clip_geometry
+    from vidtr_keras.apps.predict import clip_geometry
 
     if model is backbone:
         height, width = backbone.image_size

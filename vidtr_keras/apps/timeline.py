@@ -398,7 +398,7 @@ def predict_timeline(
     Returns:
         a `Timeline`.
     """
-    from vidtr_keras.inference import clip_geometry
+    from vidtr_keras.apps.predict import clip_geometry
 
     _check_positive(batch_size=batch_size)
     if int(smooth) < 1 or int(smooth) % 2 == 0:
