@@ -1,8 +1,8 @@
-import json
-import os
-import pathlib
+"""pytest's own hooks for the specs: the environment set before keras is imported, hypothesis profiles,
+xdist's worker count and the per-test seed. Helpers the tests import live in `helpers.py`."""
 
-import numpy as np
+import os
+
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -26,39 +26,6 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-GLUONMM = FIXTURES / "gluonmm"
-FIXTURE_NAMES = ("vidtr_split_t8", "cvidtr_t8", "vanilla_t4")
-BACKEND = keras.backend.backend()
-
-
-def load_fixture(name):
-    with np.load(GLUONMM / f"{name}.npz") as data:
-        config = json.loads(str(data["config_json"]))
-        state_dict = {k[3:]: data[k] for k in data.files if k.startswith("sd/")}
-        return config, state_dict, data["input"], data["logits"]
-
-
-def to_numpy(x):
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def run_compiled(fn, *args):
-    """`fn(*args)` (layers called on arrays), as one compiled function on JAX, eagerly elsewhere.
-
-    Eager JAX compiles every primitive anew for each new shape (a layer call is 10-30 compilations, a
-    few seconds on this machine), so a property drawing random shapes spends its time compiling; one
-    `jax.jit` per drawn shape compiles the same computation once. This is the path Keras itself takes
-    on JAX (`fit`, `predict`, `evaluate` are jitted); TensorFlow and PyTorch run eagerly, which compiles
-    nothing. `fn` must not create or assign variables (build layers before).
-    """
-    if BACKEND != "jax":
-        return fn(*args)
-    import jax
-
-    return jax.jit(fn)(*args)
-
 
 def pytest_xdist_auto_num_workers(config):
     """Workers for `pytest -n auto` (what tox runs): one per core this process may use, at most 4.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vidtr_keras.layers import JointAttention, SeparableAttention
 
 import oracle
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 from strategies import attention_params, heads_and_width, seeds, set_attention_weights
 
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
@@ -169,7 +169,7 @@ def test_separable_attention_symbolic_shapes_and_pooling_output():
 
 
 def test_fused_attention_only_where_it_applies():
-    from conftest import BACKEND
+    from helpers import BACKEND
 
     joint = JointAttention(2, dropout=0.1)
     on_torch = BACKEND == "torch"
@@ -183,7 +183,7 @@ def test_fused_attention_only_where_it_applies():
 
 @pytest.mark.parametrize("qk_only", [False, True])
 def test_fused_and_plain_joint_attention_agree_with_gradients(qk_only, monkeypatch):
-    from conftest import BACKEND
+    from helpers import BACKEND
 
     if BACKEND != "torch":
         pytest.skip("only PyTorch runs the fused form (checked in test_fused_attention_only_where_it_applies)")

@@ -7,7 +7,7 @@ from vidtr_keras import VidTrBackbone, build_model
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.layers import SeparableAttention, TubeletEmbedding
 
-from conftest import load_fixture
+from helpers import load_fixture
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from vidtr_keras.cli import main
 
-from conftest import GLUONMM, load_fixture, run_compiled, to_numpy
+from helpers import GLUONMM, load_fixture, run_compiled, to_numpy
 
 
 def test_demo_builds_a_preset_prints_its_summary_and_runs_a_clip(capsys):

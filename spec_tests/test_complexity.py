@@ -25,7 +25,7 @@ from vidtr_keras.complexity import (
 from vidtr_keras.complexity.crosscheck import backend_flops, build_for_spec
 from vidtr_keras.models.presets import PRESETS
 
-from conftest import BACKEND
+from helpers import BACKEND
 
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 

@@ -4,7 +4,7 @@ the expected-output file written once by make_expected_logits.py (the numpy orac
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, to_numpy
+from helpers import FIXTURES, to_numpy
 from make_expected_logits import PRESETS, fixed_model_and_clip
 from oracle import official_forward
 

@@ -11,7 +11,7 @@ from vidtr_keras.convert import gluonmm
 from vidtr_keras.layers import SeparableAttention, VidTrEncoderBlock
 
 import oracle
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 from strategies import attention_params, block_params, official_state_dict, set_attention_weights, set_block_weights
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from vidtr_keras import data
 from vidtr_keras.data import sampling, synthetic, transforms
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 REAL_VIDEO = FIXTURES / "video" / "bigbuckbunny.mp4"
 H, W = 32, 40

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from vidtr_keras.layers import ClassTokens, FlattenPatches, PositionEmbedding, TubeletEmbedding
 
 import oracle
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 from strategies import seeds
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import vidtr_keras
 from vidtr_keras.layers import _utils
 
-from conftest import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy
 
 
 def _value_and_grad(fn, x, upstream):

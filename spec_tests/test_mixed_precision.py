@@ -14,7 +14,7 @@ import pytest
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.models import VidTrBackbone, VidTrClassifier, get_preset
 
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 from oracle_models import seeded_state_dict
 
 TOLERANCE = {"mixed_bfloat16": 0.05, "mixed_float16": 0.01}

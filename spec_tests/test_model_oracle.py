@@ -11,7 +11,7 @@ from vidtr_keras import build_model
 from vidtr_keras.convert import gluonmm
 
 import make_expected_logits
-from conftest import FIXTURES, run_compiled, to_numpy
+from helpers import FIXTURES, run_compiled, to_numpy
 from oracle_models import backbone_forward, seeded_state_dict
 
 SMALL = {"image_size": 16, "dropout": 0.0, "attention_dropout": 0.0, "head_dropout": 0.0}

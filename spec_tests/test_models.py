@@ -14,7 +14,7 @@ from vidtr_keras.layers import VidTrEncoderBlock
 from vidtr_keras.models.presets import official_presets
 
 import oracle
-from conftest import BACKEND, GLUONMM, run_compiled, to_numpy
+from helpers import BACKEND, GLUONMM, run_compiled, to_numpy
 from strategies import block_params, heads_and_width, official_state_dict, seeds, set_block_weights
 
 

@@ -16,7 +16,7 @@ from vidtr_keras.models.config import BackboneConfig
 from vidtr_keras.models.presets import PRESETS
 
 import oracle
-from conftest import to_numpy
+from helpers import to_numpy
 from oracle_models import backbone_forward
 from strategies import official_state_dict
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_NAMES, load_fixture
+from helpers import FIXTURE_NAMES, load_fixture
 from oracle import interpolation_1d, official_forward, std_topk_indices
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from vidtr_keras.convert import gluonmm
 
-from conftest import FIXTURE_NAMES, GLUONMM, load_fixture, run_compiled, to_numpy
+from helpers import FIXTURE_NAMES, GLUONMM, load_fixture, run_compiled, to_numpy
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)

@@ -12,7 +12,7 @@ from vidtr_keras.complexity.memory import fits_in_memory, memory
 from vidtr_keras.layers.encoder import VidTrEncoderBlock
 from vidtr_keras.models import VidTrBackbone, build_model
 
-from conftest import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy
 
 GIB = 2**30
 

@@ -10,7 +10,7 @@ from vidtr_keras.layers import TemporalAveragePooling, TemporalConvPooling, TopK
 from vidtr_keras.layers.attention import gather_frames
 
 import oracle
-from conftest import BACKEND, run_compiled, to_numpy
+from helpers import BACKEND, run_compiled, to_numpy
 from strategies import seeds
 
 

@@ -23,7 +23,7 @@ import pytest
 from vidtr_keras.layers.encoder import VidTrEncoderBlock
 from vidtr_keras.models import build_model
 
-from conftest import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy
 
 MIB = 2**20
 SIZE = 48

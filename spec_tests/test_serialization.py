@@ -20,7 +20,7 @@ from vidtr_keras.layers import (
     VidTrEncoderBlock,
 )
 
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 
 RNG = np.random.default_rng(0)
 GRID = RNG.normal(size=(2, 4, 3, 8)).astype("float32")

@@ -16,7 +16,7 @@ from vidtr_keras import VidTrPreprocessor, VidTrVideoClassifier, build_model, cl
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.data import transforms
 
-from conftest import BACKEND, load_fixture, to_numpy
+from helpers import BACKEND, load_fixture, to_numpy
 
 # OpenCV interpolates uint8 frames in fixed point, Keras in float: a resized pixel may differ by one
 # grey level, i.e. 1 / 255 / std in normalised units.

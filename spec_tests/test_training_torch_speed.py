@@ -16,7 +16,7 @@ import pytest
 from vidtr_keras import cli, training
 from vidtr_keras.training.trainer import intra_op_threads
 
-from conftest import BACKEND
+from helpers import BACKEND
 
 JIT = "off" if BACKEND == "jax" else "auto"
 

@@ -43,7 +43,7 @@ from vidtr_keras.convert import vit as vit_convert
 from vidtr_keras.layers import PositionEmbedding, TubeletEmbedding
 
 import oracle
-from conftest import run_compiled, to_numpy
+from helpers import run_compiled, to_numpy
 from strategies import seeds
 
 # === A tiny ViT in each source format (random weights, real names and layouts) ===

@@ -18,7 +18,7 @@ from vidtr_keras import _xla_flags
 from vidtr_keras.layers import encoder
 from vidtr_keras.layers.encoder import VidTrEncoderBlock
 
-from conftest import BACKEND
+from helpers import BACKEND
 
 PASS = _xla_flags.REMAT_PASS
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).filter(lambda n: n != PASS)
