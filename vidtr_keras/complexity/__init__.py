@@ -44,12 +44,3 @@ __all__ = [
     "model_spec",
 ]
 
-
-def __getattr__(name):
-    # The `vidtr info` / `vidtr reproduce` registration moved to vidtr_keras.cli.complexity; kept
-    # importable from here for one release.
-    if name in ("add_info_command", "add_reproduce_command"):
-        from vidtr_keras.cli import complexity as _cli
-
-        return getattr(_cli, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -308,22 +308,6 @@ def inflate(model, vit_weights, tubelet_init="central", num_heads=None, grid_siz
     return InflationReport(model.name, vit.source, tubelet_init, assignments, initialised, notes)
 
 
-# The `vidtr inflate` command lives in vidtr_keras/cli/convert.py; these names stay importable from
-# here for one release.
-
-
-def cmd_inflate(args):
-    from vidtr_keras.cli.convert import cmd_inflate as handler
-
-    return handler(args)
-
-
-def add_inflate_command(subparsers):
-    from vidtr_keras.cli.convert import _register_inflate
-
-    return _register_inflate(subparsers)
-
-
 __all__ = [
     "Assignment",
     "TIMM_NAMES",
@@ -332,8 +316,6 @@ __all__ = [
     "InflationReport",
     "TUBELET_INITS",
     "ViTWeights",
-    "add_inflate_command",
-    "cmd_inflate",
     "from_jax",
     "from_keras_hub",
     "from_timm",

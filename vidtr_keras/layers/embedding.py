@@ -12,10 +12,6 @@ from vidtr_keras.layers._utils import check_rank, resize_axes, static_dim, to_pa
 LAYOUTS = ("grid", "single")
 
 
-_triple = to_triple  # the old private names, kept for imports from before the helpers moved to _utils
-_pair = to_pair
-
-
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class TubeletEmbedding(keras.layers.Layer):
     """Splits a clip into non-overlapping (t, h, w) tubelets and projects each to `hidden_dim`.
@@ -45,7 +41,7 @@ class TubeletEmbedding(keras.layers.Layer):
     def __init__(self, hidden_dim, patch_size=(1, 16, 16), **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = int(hidden_dim)
-        self.patch_size = _triple(patch_size, "patch_size")
+        self.patch_size = to_triple(patch_size, "patch_size")
         self.projection = keras.layers.Conv3D(
             self.hidden_dim,
             kernel_size=self.patch_size,
@@ -141,7 +137,7 @@ class _GridParameterLayer(keras.layers.Layer):
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
         self.layout = layout
         self.num_frames = int(num_frames)
-        self.grid_size = _pair(grid_size, "grid_size")
+        self.grid_size = to_pair(grid_size, "grid_size")
         if self.num_frames <= 0 or min(self.grid_size) <= 0:
             raise ValueError(f"num_frames and grid_size must be positive, got {self.num_frames}, {self.grid_size}.")
 
