@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from vidtr_keras import build_model, cli, data, training
 from vidtr_keras.apps import evaluation
 from vidtr_keras.apps import predict as inference
+from vidtr_keras.data.sampling import ClipGeometry
 
 from helpers import BACKEND, GLUONMM, to_numpy
 
@@ -158,7 +159,7 @@ def test_multi_label_evaluation_gives_map(demo):
         ],
         [],
     )
-    report = evaluation.evaluate(model, listing, demo, inference.ClipGeometry(4, 2, 32), num_clips=2, num_crops=1)
+    report = evaluation.evaluate(model, listing, demo, ClipGeometry(4, 2, 32), num_clips=2, num_crops=1)
     assert report["multi_label"] and report["scores"] == "sigmoid"
     scores = np.zeros((3, 4))
     for row, prediction in enumerate(report["predictions"]):
@@ -442,11 +443,11 @@ def test_train_flags_map_onto_train_config(demo, tmp_path):
         return {"history": [], "epochs": 0, "output": config.output}
 
     args = train_args(demo, tmp_path / "flags", "--no-flip", "--remat", "--mixed-precision")
-    with mock.patch("vidtr_keras.cli.data.train", fake_train):
+    with mock.patch("vidtr_keras.cli.train.train", fake_train):
         assert vidtr(*args) == 0
     config = seen["config"]
     assert config.flip is False and config.remat is True and config.mixed_precision is True
     assert (config.model, config.rate, config.batch_size, config.epochs) == ("vidtr_tiny", 2, 4, 2)
-    with mock.patch("vidtr_keras.cli.data.train", fake_train):
+    with mock.patch("vidtr_keras.cli.train.train", fake_train):
         assert vidtr(*train_args(demo, tmp_path / "flags")) == 0
     assert seen["config"].flip is True  # the released augmentation by default

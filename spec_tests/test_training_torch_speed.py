@@ -84,7 +84,7 @@ def test_the_threads_flag_reaches_train_config(demo, tmp_path):
     base = ["train", "--model", "vidtr_tiny", "--train", str(demo / "train.txt"), "--output", str(tmp_path / "r")]
     from unittest import mock
 
-    with mock.patch("vidtr_keras.cli.data.train", fake_train):
+    with mock.patch("vidtr_keras.cli.train.train", fake_train):
         for extra in ([], ["--threads", "3"], ["--threads", "default"]):
             assert cli.main(base + extra) == 0
         with pytest.raises(SystemExit):

@@ -1,14 +1,17 @@
 """The `vidtr` command: argparse and printing only; every subcommand calls library functions.
 
-Each module in `COMMAND_MODULES` exposes `register(subparsers)`, which adds its sub-parsers with
-`set_defaults(func=handler)`. Handlers raise `ValueError`, `FileNotFoundError` or `ImportError` with a
-message for the user; `main` prints it and returns exit code 2. `vidtr --help` lists every command.
+Each module in `COMMAND_MODULES` (one per command or group of commands) exposes `register(subparsers)`,
+which adds its sub-parsers with `set_defaults(func=handler)`. Handlers raise `ValueError`,
+`FileNotFoundError` or `ImportError` with a message for the user; `main` prints it (library errors name
+parameters, shown as the flags that set them) and returns exit code 2. `vidtr --help` lists every
+command. Shared flags and helpers live in `cli/args.py`; a command module imports only it and the library.
 """
 
 import argparse
 import importlib
 import os
-import re
+
+from vidtr_keras.cli.args import as_flags, flags_of, rich_console
 
 # TensorFlow's oneDNN kernels are off by default on some CPUs, where a Conv3D training step is then
 # orders of magnitude slower; an explicit setting by the user wins.
@@ -19,21 +22,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 COMMAND_MODULES = [
     "model",
     "convert",
-    "data",
-    "procedural",
+    "predict",
+    "evaluate",
+    "train",
+    "datasets",
     "complexity",
     "benchmark",
     "explain",
-    "video",
+    "features",
     "export",
 ]
-
-
-def console(quiet=False):
-    """The one rich console of the command (stdout; `quiet=True` prints nothing)."""
-    from rich.console import Console
-
-    return Console(quiet=quiet)
 
 
 def build_parser():
@@ -44,27 +42,6 @@ def build_parser():
     return parser
 
 
-def _flags_of(parser, command):
-    """{dest: '--flag'} of the options of one subcommand."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return {
-                a.dest: max(a.option_strings, key=len) for a in action.choices[command]._actions if a.option_strings
-            }
-    return {}
-
-
-def as_flags(message, flags):
-    """Library errors name parameters in backticks (`num_classes`, `resume=True`); the command line
-    shows the flag that sets them (--num-classes, --resume)."""
-
-    def flag(match):
-        name = match.group(1)
-        return flags.get(name, match.group(0))
-
-    return re.sub(r"`([a-z_][a-z0-9_]*)(?:=True)?`", flag, message)
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -73,9 +50,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, ImportError) as err:
         from rich.markup import escape
 
-        message = as_flags(str(err), _flags_of(parser, args.command))
-        console().print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        message = as_flags(str(err), flags_of(parser, args.command))
+        rich_console().print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
         return 2
 
 
-__all__ = ["COMMAND_MODULES", "build_parser", "console", "main"]
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]

@@ -1,6 +1,6 @@
 """`vidtr benchmark PRESET`: one row of results/benchmark.md on the current backend."""
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import rich_console
 
 
 def cmd_benchmark(args):
@@ -8,7 +8,7 @@ def cmd_benchmark(args):
 
     from vidtr_keras.complexity.benchmark import benchmark
 
-    console = _console()
+    console = rich_console()
     with console.status(f"benchmark {args.preset}") as status:
         result = benchmark(
             args.preset,

@@ -5,7 +5,7 @@ import pathlib
 import subprocess
 import sys
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import rich_console
 
 
 def cmd_info(args):
@@ -24,7 +24,7 @@ def cmd_info(args):
     full, paper = flops(spec), flops(spec, convention="paper")
     mem = memory(spec, batch_size=args.batch, optimizer_slots=args.optimizer_slots)
     gib = 2.0**30
-    console = _console()
+    console = rich_console()
     table = Table(title=f"{args.preset}", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -126,7 +126,7 @@ def _repository_root():
 def cmd_reproduce(args):
     root = _repository_root()
     if root is None:
-        _console().print(
+        rich_console().print(
             "[red]error:[/red] reproduce/ is only in a source checkout of vidtr-keras (not installed with the package)."
         )
         return 2

@@ -3,14 +3,14 @@
 import json
 import os
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import rich_console
 from vidtr_keras.convert import vit as vit_module
 
 
 def cmd_convert(args):
     from vidtr_keras.convert import gluonmm
 
-    console = _console()
+    console = rich_console()
     config = args.config
     if os.path.exists(config):
         with open(config) as f:
@@ -44,7 +44,7 @@ def cmd_inflate(args):
         raise ValueError(f"--output must end in .keras or .weights.h5, got {args.output!r}.")
     from vidtr_keras.models import build_model
 
-    console = _console()
+    console = rich_console()
     with console.status(f"reading {args.vit_file}"):
         source = args.vit_file
         if source.startswith("keras_hub:"):  # a keras-hub preset name, e.g. keras_hub:vit_base_patch16_224_imagenet

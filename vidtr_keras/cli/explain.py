@@ -5,7 +5,7 @@ The logic is in `vidtr_keras.apps.explain`; this module holds argparse and print
 
 import os
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import labels_for, rich_console
 
 
 def _class_name(names, index):
@@ -16,12 +16,12 @@ def cmd_explain(args):
     """`vidtr explain VIDEO --model M --output out.png`."""
     import keras
 
-    from vidtr_keras import data as vdata
     from vidtr_keras import run_dir
     from vidtr_keras.apps.explain import explain_video, plot_rollout
-    from vidtr_keras.apps.predict import clip_geometry, load_model
+    from vidtr_keras.apps.predict import load_model
+    from vidtr_keras.data.sampling import clip_geometry
 
-    console = _console()
+    console = rich_console()
     if not os.path.exists(args.video):
         raise FileNotFoundError(f"No video at {args.video!r}.")
     try:
@@ -30,12 +30,7 @@ def cmd_explain(args):
         raise ImportError("`vidtr explain` draws with matplotlib: pip install matplotlib") from None
     with console.status(f"loading {args.model}"):
         model, notes = load_model(args.model, args.weights, num_classes=None)
-    names = None
-    if args.labels:
-        names = vdata.read_class_names(args.labels)
-    else:
-        stored = run_dir.class_names_file(args.model)
-        names = vdata.read_class_names(stored) if stored else None
+    names = labels_for(args.model, args.labels)
     geometry = clip_geometry(
         model, clip_len=args.clip_len, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size
     )

@@ -1,6 +1,6 @@
 """`vidtr export`: a model as a TensorFlow SavedModel, ONNX or LiteRT file that runs without Keras."""
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import rich_console
 
 
 def cmd_export(args):
@@ -9,7 +9,7 @@ def cmd_export(args):
     from vidtr_keras.apps.export import check_supported, export_model, supported_formats
     from vidtr_keras.models.task import VidTrVideoClassifier
 
-    console = _console(quiet=args.quiet)
+    console = rich_console(quiet=args.quiet)
     fmt = args.format or (supported_formats() or ("saved_model",))[0]
     check_supported(fmt)  # before the model is loaded: a clear error at once
     with console.status(f"loading {args.model}"):

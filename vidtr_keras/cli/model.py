@@ -2,7 +2,7 @@
 
 import time
 
-from vidtr_keras.cli import console as _console
+from vidtr_keras.cli.args import rich_console
 
 
 def cmd_presets(args):
@@ -21,7 +21,7 @@ def cmd_presets(args):
             else "-"
         )
         table.add_row(name, str(c["num_frames"]), c["attention"], pooling, PRESETS[name]["description"])
-    _console().print(table)
+    rich_console().print(table)
     return 0
 
 
@@ -29,9 +29,9 @@ def cmd_demo(args):
     import keras
     import numpy as np
 
-    from vidtr_keras import build_model
+    from vidtr_keras.models import build_model
 
-    console = _console()
+    console = rich_console()
     overrides = {}
     if args.frames:
         overrides["num_frames"] = args.frames
