@@ -9,14 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vidtr_keras.apps.explain import CLASS_ROW, attention_maps, attention_rollout, plot_rollout
+from vidtr_keras.apps.rollout import rollout_from_maps
 from vidtr_keras.convert import gluonmm
-from vidtr_keras.apps.explain import (
-    CLASS_ROW,
-    attention_maps,
-    attention_rollout,
-    plot_rollout,
-    rollout_from_maps,
-)
 from vidtr_keras.layers import JointAttention, SeparableAttention, VidTrEncoderBlock
 from vidtr_keras.models import build_model
 

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 
 from vidtr_keras import VidTrBackbone, VidTrClassifier, build_model
-from vidtr_keras.cli import main
-from vidtr_keras.data import VideoReader, load_views, transforms
-from vidtr_keras.data.synthetic import synthetic_frames, write_video
 from vidtr_keras.apps.features import (
     FeatureExtractor,
     extract_features,
     video_features,
     window_features,
 )
-from vidtr_keras.apps.predict import ClipGeometry
+from vidtr_keras.cli import main
+from vidtr_keras.data import VideoReader, load_views, transforms
+from vidtr_keras.data.sampling import ClipGeometry
+from vidtr_keras.data.synthetic import synthetic_frames, write_video
 
 from helpers import to_numpy
 

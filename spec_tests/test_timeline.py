@@ -1,5 +1,5 @@
-"""Sliding-window predictions over a whole video in one decoding pass (`vidtr_keras.apps.timeline`,
-`vidtr predict --timeline/--plot`)."""
+"""Sliding-window predictions over a whole video in one decoding pass (`vidtr_keras.data.windows`,
+`vidtr_keras.apps.timeline`, `vidtr predict --timeline/--plot`)."""
 
 import json
 
@@ -9,10 +9,12 @@ import pytest
 
 from vidtr_keras import build_model
 from vidtr_keras.apps import timeline
+from vidtr_keras.apps.timeline import predict_timeline, smooth_curves
 from vidtr_keras.data import VideoReader, transforms
+from vidtr_keras.data import windows as data_windows
+from vidtr_keras.data.sampling import ClipGeometry
 from vidtr_keras.data.synthetic import synthetic_frames, write_video
-from vidtr_keras.apps.predict import ClipGeometry
-from vidtr_keras.apps.timeline import SlidingWindows, predict_timeline, smooth_curves
+from vidtr_keras.data.windows import SlidingWindows
 
 from helpers import to_numpy
 
@@ -216,4 +218,5 @@ def test_cli_predict_timeline_writes_json_and_plot(tmp_path, capsys):
 
 
 def test_module_exports():
-    assert set(timeline.__all__) >= {"SlidingWindows", "Timeline", "predict_timeline"}
+    assert set(timeline.__all__) >= {"Timeline", "predict_timeline", "smooth_curves"}
+    assert set(data_windows.__all__) >= {"SlidingWindows", "Window", "window_batches"}

@@ -10,8 +10,9 @@ import keras
 import numpy as np
 
 from vidtr_keras import data as vdata
+from vidtr_keras.apps.predict import predict_views
 from vidtr_keras.data.annotations import AnnotationProblem
-from vidtr_keras.apps.predict import clip_geometry, predict_views
+from vidtr_keras.data.sampling import clip_geometry
 
 
 def top_k_hits(scores, labels, k):

@@ -14,11 +14,11 @@ Two ways to cut a video into clips:
   `num_clips` windows x `num_crops` crops (10 x 3 by default); `pool="mean"` averages the views'
   features as evaluation averages their scores, `pool="none"` keeps them (num_clips, num_crops, ...);
 - per window (`window_features`): sliding windows over the whole video in one decoding pass with
-  bounded memory (`timeline.SlidingWindows`), for long videos: (windows, ...) with their start
+  bounded memory (`data.windows.SlidingWindows`), for long videos: (windows, ...) with their start
   frames and times.
 
 Example:
->>> model, _ = inference.load_model("vidtr_s", weights="vidtr_s.weights.h5")
+>>> model = load_model("vidtr_s", weights="vidtr_s.weights.h5").model  # vidtr_keras.models.load_model
 >>> video_features(model, "clip.mp4").shape  # (768,): class token averaged over 30 views
 >>> feats = window_features(model, "match.mp4", stride=32, mode="mean")
 >>> feats.features.shape, feats.start_times[:3]  # (windows, 768), [0.0, 1.28, 2.56]
@@ -30,10 +30,11 @@ import weakref
 import keras
 import numpy as np
 
-from vidtr_keras.data import load_views, transforms
-from vidtr_keras.data.dataset import VIDEO_ERRORS
+from vidtr_keras.apps.predict import run_padded_batches
+from vidtr_keras.data.dataset import VIDEO_ERRORS, load_views
+from vidtr_keras.data.sampling import clip_geometry
+from vidtr_keras.data.windows import DEFAULT_FPS, SlidingWindows, window_batches
 from vidtr_keras.models import VidTrBackbone
-from vidtr_keras.apps.timeline import DEFAULT_FPS, SlidingWindows, batched, run_fixed_batches
 
 FEATURE_MODES = ("class_token", "mean", "tokens")
 POOLINGS = ("mean", "none")
@@ -124,9 +125,7 @@ def _check_pool(pool):
 
 
 def _geometry(model, backbone):
-    """The model's clip geometry (`inference.clip_geometry`); a bare backbone states its own."""
-    from vidtr_keras.apps.predict import clip_geometry
-
+    """The model's clip geometry (`data.sampling.clip_geometry`); a bare backbone states its own."""
     if model is backbone:
         height, width = backbone.image_size
         return clip_geometry(model, clip_len=backbone.num_frames, crop_size=height if height == width else None)
@@ -154,7 +153,7 @@ def video_features(
     Args:
         model: see `FeatureExtractor`.
         path: the video file.
-        geometry: `inference.ClipGeometry` (default: the model's).
+        geometry: a `ClipGeometry` (default: the model's).
         mode: "class_token", "mean" or "tokens".
         num_clips, num_crops: the views (10 x 3 in the paper's protocol).
         pool: "mean" over all views (as evaluation averages scores) or "none".
@@ -169,7 +168,7 @@ def video_features(
     extractor = _extractor(model, mode, extractor)
     geometry = geometry or _geometry(model, extractor.backbone)
     views = load_views(path, geometry.clip_len, geometry.rate, geometry.crop_size, num_clips, num_crops, half_tick)
-    feats = run_fixed_batches(extractor, views.views, max(1, min(int(batch_size), len(views.views))))
+    feats = run_padded_batches(extractor, views.views, max(1, min(int(batch_size), len(views.views))))
     feats = feats.reshape((num_clips, num_crops) + feats.shape[1:])
     return feats.mean(axis=(0, 1)) if pool == "mean" else feats
 
@@ -221,11 +220,9 @@ def window_features(
     extractor = _extractor(model, mode, extractor)
     geometry = geometry or _geometry(model, extractor.backbone)
     windows = SlidingWindows(path, geometry.clip_len, geometry.rate, geometry.crop_size, stride, num_crops, progress)
-    mean, std = np.asarray(transforms.IMAGENET_MEAN, np.float32), np.asarray(transforms.IMAGENET_STD, np.float32)
     starts, chunks = [], []
-    for batch in batched(windows, int(batch_size)):
-        clips = (np.concatenate([w.clip for w in batch]).astype(np.float32) / 255.0 - mean) / std
-        feats = run_fixed_batches(extractor, clips, int(batch_size) * windows.num_crops)
+    for batch, clips in window_batches(windows, int(batch_size)):
+        feats = run_padded_batches(extractor, clips, int(batch_size) * windows.num_crops)
         feats = feats.reshape((len(batch), windows.num_crops) + feats.shape[1:])
         chunks.append(feats.mean(axis=1) if pool == "mean" else feats)
         starts.extend(w.start for w in batch)

@@ -1,21 +1,14 @@
 """Predictions over time for long videos, in one decoding pass with bounded memory.
 
-A window is a clip of `clip_len` frames taken every `rate` frames from its start (it spans
-L = clip_len x rate frames, as a test view does in the paper's protocol). Windows start every `stride`
-frames: 0, stride, 2 stride, ... while every frame of the clip exists (start + (clip_len - 1) x rate
-< num_frames), so fewer than `stride` frames at the end start no window of their own. A video too
-short for one clip gets one window at frame 0, padded with the last frame it reaches (the official
-test loader's rule, `sampling.window_indices`).
-
-`SlidingWindows` decodes the video once, front to back (`VideoReader.stream`), resizes and crops each
-frame that some window needs as soon as it is decoded, and forgets it once the last window that
-needs it is complete: at most L preprocessed frames are held, whatever the video's length.
-`predict_timeline` batches the windows through a classifier and returns a `Timeline`: per-window
-scores, per-window top-k with timestamps, per-class curves smoothed over neighbouring windows, the
-segments where the smoothed top class stays the same, a JSON-able dict and a plot.
+The video is cut into sliding windows (`vidtr_keras.data.windows`: a clip of clip_len x rate frames
+every `stride` frames, decoded once, front to back, at most one window's span of frames held).
+`predict_timeline` batches the windows through a classifier (`apps.predict.run_padded_batches`) and
+returns a `Timeline`: per-window scores, per-window top-k with timestamps, per-class curves smoothed
+over neighbouring windows, the segments where the smoothed top class stays the same, a JSON-able dict
+and a plot.
 
 Example:
->>> model, _ = inference.load_model("runs/demo")
+>>> model = load_model("runs/demo").model  # vidtr_keras.models.load_model
 >>> timeline = predict_timeline(model, "match.mp4", stride=32)
 >>> timeline.segments()[0]  # {'class': 3, 'name': ..., 'start_time': 0.0, 'end_time': 12.8, ...}
 >>> timeline.plot("match.png")
@@ -28,155 +21,9 @@ import os
 import keras
 import numpy as np
 
-from vidtr_keras.data import sampling, transforms
-from vidtr_keras.data.video import VideoReader
-
-DEFAULT_FPS = 25.0
-
-
-@dataclasses.dataclass
-class Window:
-    """One window of a video: its first frame, the frames of its clip, and the clip.
-
-    Attributes:
-        start: first frame of the window.
-        indices: (clip_len,) frame indices of the clip.
-        clip: (num_crops, clip_len, crop, crop, 3) uint8 crops (not normalised).
-        short: the video is shorter than one window (the clip repeats its last frame).
-    """
-
-    start: int
-    indices: np.ndarray
-    clip: np.ndarray
-    short: bool = False
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if value is None or int(value) < 1:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-
-
-class SlidingWindows:
-    """The windows of one video, decoded in one pass (see the module docstring).
-
-    Args:
-        path: the video file.
-        clip_len: frames per clip.
-        rate: frame sampling rate (a window spans clip_len x rate frames).
-        crop_size: side of the square crops; frames are resized so their short side is `crop_size`
-            (the test-view transform, `transforms.view_crops`).
-        stride: frames between the starts of consecutive windows (default: half a window).
-        num_crops: 1 (centre crop) or 3 (start, centre and end of the long side).
-        progress: optional callable `progress(frames_decoded, total_frames)`, called about every
-            `progress_every` decoded frames and once at the end (`total_frames` is the container's
-            count, which may be inexact, until the end, where it is the decoded count).
-        progress_every: frames between progress calls.
-
-    Attributes (after iterating):
-        num_frames: frames decoded; `fps`, `height`, `width`: from the container; `short`: the video
-        was shorter than one window; `peak_buffered`: the most preprocessed frames held at once,
-        never more than one window's span, (clip_len - 1) x rate + 1, whatever the video's length.
-
-    Raises:
-        FileNotFoundError, VideoDecodeError: on opening (the constructor) or while decoding.
-    """
-
-    def __init__(self, path, clip_len, rate, crop_size, stride=None, num_crops=1, progress=None, progress_every=64):
-        _check_positive(clip_len=clip_len, rate=rate, crop_size=crop_size)
-        if num_crops not in (1, 3):
-            raise ValueError(f"`num_crops` must be 1 or 3, got {num_crops!r}.")
-        self.clip_len, self.rate, self.crop_size = int(clip_len), int(rate), int(crop_size)
-        self.span = sampling.window_length(self.clip_len, self.rate)
-        self.stride = max(1, self.span // 2) if stride is None else stride
-        _check_positive(stride=self.stride)
-        self.stride = int(self.stride)
-        self.num_crops = int(num_crops)
-        self.progress = progress
-        self.progress_every = max(1, int(progress_every))
-        self.reader = VideoReader(path)
-        self.path = self.reader.path
-        self.fps = self.reader.fps
-        self.height, self.width = self.reader.height, self.reader.width
-        self.num_frames = self.reader.num_frames
-        self.short = None
-        self.peak_buffered = 0
-        self._last_offset = (self.clip_len - 1) * self.rate
-
-    def needed(self, frame):
-        """True when some window takes `frame` (frames no window takes are never converted)."""
-        first = max(0, -(-(frame - self._last_offset) // self.stride))
-        for k in range(first, frame // self.stride + 1):
-            if (frame - k * self.stride) % self.rate == 0:
-                return True
-        return False
-
-    def _crops(self, frame):
-        # The test-view transform is per frame, so cropping each frame as it arrives gives the clip
-        # `transforms.view_crops` would give for the whole window.
-        return transforms.view_crops(frame[None], self.crop_size, self.num_crops, normalized=False)[:, 0]
-
-    def __iter__(self):
-        buffer = {}
-        reported = 0
-        total = self.reader.num_frames
-        for index, frame in self.reader.stream(keep=self.needed):
-            buffer[index] = self._crops(frame)
-            self.peak_buffered = max(self.peak_buffered, len(buffer))
-            if self.progress is not None and (index + 1) // self.progress_every > reported // self.progress_every:
-                reported = index + 1  # the stream skips frames no window needs: report when one passes a step
-                self.progress(reported, max(total or 0, reported))
-            end = index - self._last_offset
-            if end >= 0 and end % self.stride == 0:  # the window starting at `end` is complete
-                indices = end + self.rate * np.arange(self.clip_len)
-                clip = np.stack([buffer[int(i)] for i in indices], axis=1)
-                for old in [i for i in buffer if i < end + self.stride]:
-                    del buffer[old]
-                self.short = False
-                yield Window(int(end), indices, clip)
-        self.num_frames = self.reader.num_frames
-        if self.progress is not None:
-            self.progress(self.num_frames, self.num_frames)
-        if self.short is None:  # no window fitted: one padded window, as the test loader makes
-            self.short = True
-            indices = sampling.window_indices(0, self.num_frames, self.clip_len, self.rate)
-            clip = np.stack([buffer[int(i)] for i in indices], axis=1)
-            yield Window(0, indices, clip, short=True)
-
-
-def batched(windows, batch_size):
-    """Lists of up to `batch_size` consecutive windows."""
-    _check_positive(batch_size=batch_size)
-    batch = []
-    for window in windows:
-        batch.append(window)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def run_fixed_batches(fn, views, batch_size):
-    """`fn` on `views` (N, ...) in batches of exactly `batch_size` rows (the last one padded with
-    zeros, so a compiled function sees one shape), outputs concatenated and cut back to N rows."""
-    views = np.asarray(views, np.float32)
-    out = []
-    for start in range(0, len(views), batch_size):
-        chunk = views[start : start + batch_size]
-        real = len(chunk)
-        if real < batch_size:
-            chunk = np.concatenate([chunk, np.zeros((batch_size - real,) + chunk.shape[1:], chunk.dtype)])
-        out.append(np.asarray(keras.ops.convert_to_numpy(fn(chunk)))[:real])
-    return np.concatenate(out)
-
-
-def _scores(logits, multi_label):
-    logits = np.asarray(logits, np.float64)
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-logits))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+from vidtr_keras.apps.predict import run_padded_batches, scores_from_logits
+from vidtr_keras.data.sampling import clip_geometry
+from vidtr_keras.data.windows import DEFAULT_FPS, SlidingWindows, check_positive, window_batches
 
 
 def smooth_curves(scores, width):
@@ -383,7 +230,7 @@ def predict_timeline(
     Args:
         model: a classifier taking (batch, clip_len, crop, crop, 3) normalised clips, returning logits.
         path: the video file.
-        geometry: `inference.ClipGeometry` (default: the model's, `inference.clip_geometry`).
+        geometry: a `ClipGeometry` (default: the model's, `data.sampling.clip_geometry`).
         stride: frames between window starts (default: half a window, clip_len x rate / 2).
         num_crops: crops per window, 1 (centre) or 3; their scores are averaged.
         batch_size: windows per forward pass (x num_crops clips; the last batch is padded so the
@@ -398,9 +245,7 @@ def predict_timeline(
     Returns:
         a `Timeline`.
     """
-    from vidtr_keras.apps.predict import clip_geometry
-
-    _check_positive(batch_size=batch_size)
+    check_positive(batch_size=batch_size)
     if int(smooth) < 1 or int(smooth) % 2 == 0:
         raise ValueError(f"`smooth` must be a positive odd number of windows, got {smooth}.")
     if fps is not None and not float(fps) > 0:
@@ -419,14 +264,11 @@ def predict_timeline(
             bar["bar"].update(done)
 
     windows = SlidingWindows(path, geometry.clip_len, geometry.rate, geometry.crop_size, stride, num_crops, progress)
-    mean, std = np.asarray(transforms.IMAGENET_MEAN, np.float32), np.asarray(transforms.IMAGENET_STD, np.float32)
     views_per_batch = int(batch_size) * windows.num_crops
     starts, scores = [], []
-    for batch in batched(windows, int(batch_size)):
-        clips = np.concatenate([w.clip for w in batch])  # (windows x crops, T, crop, crop, 3)
-        clips = (clips.astype(np.float32) / 255.0 - mean) / std
-        logits = run_fixed_batches(model.predict_on_batch, clips, views_per_batch)
-        probs = _scores(logits, multi_label).reshape(len(batch), windows.num_crops, -1).mean(axis=1)
+    for batch, clips in window_batches(windows, int(batch_size)):  # clips: (windows x crops, T, crop, crop, 3)
+        logits = run_padded_batches(model.predict_on_batch, clips, views_per_batch)
+        probs = scores_from_logits(logits, multi_label).reshape(len(batch), windows.num_crops, -1).mean(axis=1)
         starts.extend(w.start for w in batch)
         scores.append(probs)
     scores = np.concatenate(scores)
@@ -454,12 +296,4 @@ def predict_timeline(
     )
 
 
-__all__ = [
-    "SlidingWindows",
-    "Timeline",
-    "Window",
-    "batched",
-    "predict_timeline",
-    "run_fixed_batches",
-    "smooth_curves",
-]
+__all__ = ["Timeline", "predict_timeline", "smooth_curves"]

@@ -1,5 +1,7 @@
-"""The data pipeline: OpenCV decoding, the official clip sampling, transforms, annotation lists and a
-Keras `PyDataset` (the official gluonmm data recipe). Nothing here imports the models.
+"""The data pipeline, video file -> frames -> clip: OpenCV decoding, the official clip sampling and the
+clip geometry a model takes, transforms (one normalisation), sliding windows over long videos,
+annotation lists and a Keras `PyDataset` (the official gluonmm data recipe). Nothing here imports the
+models.
 
 Example:
 >>> from vidtr_keras import data
@@ -19,12 +21,16 @@ from vidtr_keras.data.dataset import (
     ClipViews,
     VideoClipDataset,
     iter_views,
+    load_centre_clip,
     load_train_clip,
     load_val_clip,
     load_views,
 )
 from vidtr_keras.data.procedural import ProceduralDataset, write_benchmark
 from vidtr_keras.data.sampling import (
+    ClipGeometry,
+    centre_clip_indices,
+    clip_geometry,
     is_short,
     train_clip_indices,
     view_clip_indices,
@@ -45,23 +51,29 @@ from vidtr_keras.data.transforms import (
     view_crops,
 )
 from vidtr_keras.data.video import TruncatedVideoError, VideoDecodeError, VideoReader
+from vidtr_keras.data.windows import SlidingWindows
 
 __all__ = [
     "AnnotationList",
     "AnnotationProblem",
+    "ClipGeometry",
     "ClipViews",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ProceduralDataset",
+    "SlidingWindows",
     "TruncatedVideoError",
     "VideoClipDataset",
     "VideoDecodeError",
     "VideoReader",
     "VideoRecord",
     "center_crop",
+    "centre_clip_indices",
+    "clip_geometry",
     "default_short_side",
     "is_short",
     "iter_views",
+    "load_centre_clip",
     "load_train_clip",
     "load_val_clip",
     "load_views",

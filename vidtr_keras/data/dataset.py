@@ -3,6 +3,7 @@
 - `load_train_clip`: the official training sample (random window, the released configs' augmentation).
 - `load_val_clip`: the official validation-during-training sample (random window, centre crop).
 - `load_views`: the test views of one video, num_clips windows x num_crops crops (10 x 3 = 30).
+- `load_centre_clip`: the single centre view of one video (what `vidtr explain` shows the model).
 - `VideoClipDataset`: batches for `model.fit`; every random choice of item i in epoch e comes from a
   generator seeded by (seed, e, i), and the order of epoch e from (seed, e), so a run is repeatable
   whatever the number of workers, and a resumed run continues with exactly the data an uninterrupted
@@ -41,8 +42,9 @@ class ClipViews:
     """The test views of one video.
 
     Attributes:
-        views: (num_clips * num_crops, clip_len, crop, crop, 3) float32; view k is window
-            k // num_crops, crop k % num_crops (start, centre, end of the long side).
+        views: (num_clips * num_crops, clip_len, crop, crop, 3) float32 (uint8 pixels when loaded
+            with `normalized=False`); view k is window k // num_crops, crop k % num_crops (start,
+            centre, end of the long side).
         indices: (num_clips, clip_len) frame indices of the windows.
         num_frames: frames in the video (exact: the whole stream up to the last window was decoded).
         short: the video has fewer frames than one window (its clips repeat frames).
@@ -83,6 +85,22 @@ def load_views(path, clip_len, rate, crop_size, num_clips=10, num_crops=3, half_
     return ClipViews(
         views,
         indices,
+        reader.num_frames,
+        sampling.is_short(reader.num_frames, clip_len, rate),
+        (reader.height, reader.width),
+    )
+
+
+def load_centre_clip(path, clip_len, rate, crop_size, normalized=True):
+    """The one window centred in the video (`sampling.centre_clip_indices`), short side -> `crop_size`
+    and centre-cropped (the single-view test transform): a `ClipViews` of one view, (1, clip_len, crop,
+    crop, 3), uint8 pixels with `normalized=False`."""
+    reader = VideoReader(path)
+    frames, indices = read_sampled(reader, lambda n: sampling.centre_clip_indices(n, clip_len, rate))
+    views = transforms.view_crops(np.asarray(frames), crop_size, num_crops=1, normalized=normalized)
+    return ClipViews(
+        views,
+        indices[None],
         reader.num_frames,
         sampling.is_short(reader.num_frames, clip_len, rate),
         (reader.height, reader.width),
@@ -291,4 +309,12 @@ def iter_views(
             yield pending.pop(0).result()
 
 
-__all__ = ["ClipViews", "VideoClipDataset", "iter_views", "load_train_clip", "load_val_clip", "load_views"]
+__all__ = [
+    "ClipViews",
+    "VideoClipDataset",
+    "iter_views",
+    "load_centre_clip",
+    "load_train_clip",
+    "load_val_clip",
+    "load_views",
+]

@@ -21,9 +21,19 @@ computes is this form WITHOUT the half-tick shift. The mmaction2 / TSN family
 uses start_i = int(tick * i + tick / 2) when F > L - 1, i.e. windows centred in their N equal parts
 (its later releases spread 3-D clips as PySlowFast does instead). `half_tick=True` gives that
 variant; the default is the released VidTr loader's.
+
+Single view (`centre_clip_indices`): the one window centred in the video, start (F - L) // 2 (0 when
+F <= L), padded like a test window; what `vidtr explain` shows the model.
+
+The clip a model takes is described by a `ClipGeometry` (frames, rate, crop size); `clip_geometry`
+reads it off a model.
 """
 
+import dataclasses
+
 import numpy as np
+
+WINDOW_FRAMES = 64  # the released configurations 8x8, 16x4 and 32x2 all span 64 frames
 
 
 def _check(num_frames, clip_len, rate):
@@ -107,7 +117,55 @@ def view_clip_indices(num_frames, clip_len, rate, num_clips=10, half_tick=False)
     return np.stack([window_indices(s, num_frames, clip_len, rate) for s in starts])
 
 
+def centre_clip_indices(num_frames, clip_len, rate):
+    """Frame indices (clip_len,) of the one window centred in the video (padded when it is short)."""
+    num_frames, clip_len, rate = _check(num_frames, clip_len, rate)
+    start = max(0, (num_frames - window_length(clip_len, rate)) // 2)
+    return window_indices(start, num_frames, clip_len, rate)
+
+
+@dataclasses.dataclass
+class ClipGeometry:
+    """What a clip for the model looks like: `clip_len` frames every `rate` frames, `crop_size` px."""
+
+    clip_len: int
+    rate: int
+    crop_size: int
+
+    @property
+    def window_length(self):
+        """L = clip_len x rate, the consecutive frames one clip spans."""
+        return window_length(self.clip_len, self.rate)
+
+    def describe(self):
+        return f"{self.clip_len}x{self.rate} frames at {self.crop_size}x{self.crop_size} px"
+
+
+def clip_geometry(model, clip_len=None, rate=None, crop_size=None):
+    """A model's clip geometry; `rate` defaults to 64 // clip_len (the released 8x8, 16x4, 32x2).
+
+    The frames and crop size come from the model's `backbone` (`num_frames`, `image_size`), or from
+    its input shape; any of the three may be given instead.
+    """
+    backbone = getattr(model, "backbone", None)
+    if clip_len is None:
+        clip_len = getattr(backbone, "num_frames", None) or model.input_shape[1]
+    if crop_size is None:
+        size = getattr(backbone, "image_size", None) or model.input_shape[2:4]
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if size[0] is None or size[0] != size[1]:
+            raise ValueError(f"The model's frames are {size}; give `crop_size` for a square crop.")
+        crop_size = size[0]
+    if rate is None:
+        rate = max(1, WINDOW_FRAMES // int(clip_len))
+    return ClipGeometry(int(clip_len), int(rate), int(crop_size))
+
+
 __all__ = [
+    "WINDOW_FRAMES",
+    "ClipGeometry",
+    "centre_clip_indices",
+    "clip_geometry",
     "is_short",
     "train_clip_indices",
     "view_clip_indices",

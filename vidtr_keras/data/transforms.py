@@ -10,12 +10,15 @@ Every random choice is made once per clip (all frames get the same crop and flip
 
 Sizes follow the official transforms: the long side becomes int(size x long / short); a frame whose
 short side already has the size is left as it is; bilinear interpolation (OpenCV INTER_LINEAR).
+The size rules, the centre-crop offsets and the ImageNet mean/std come from
+`vidtr_keras.layers.preprocessing`, whose `VidTrPreprocessor` does the single test view in
+`keras.ops`: one definition for both pipelines.
 """
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from vidtr_keras.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, center_crop_offsets, resized_size
+
 RESCALE_RANGE = (1.0, 1.25)
 
 
@@ -34,13 +37,8 @@ def _resize(clip, height, width):
 
 def resize_short_side(clip, size):
     """Resizes every frame so its shorter side is `size` (aspect ratio kept, long side truncated)."""
-    size = int(size)
     height, width = clip.shape[1:3]
-    if min(height, width) == size:
-        return clip
-    if width < height:
-        return _resize(clip, int(size * height / width), size)
-    return _resize(clip, size, int(size * width / height))
+    return _resize(clip, *resized_size(height, width, size))  # unchanged when the short side has the size
 
 
 def random_rescale(clip, rng, scale_range=RESCALE_RANGE):
@@ -81,8 +79,8 @@ def center_crop(clip, size):
     """The central `size` x `size` crop."""
     size = int(size)
     _check_crop(clip, size)
-    height, width = clip.shape[1:3]
-    return crop(clip, int(round((height - size) / 2.0)), int(round((width - size) / 2.0)), size)
+    top, left = center_crop_offsets(*clip.shape[1:3], size)
+    return crop(clip, top, left, size)
 
 
 def three_crop_offsets(height, width, size):

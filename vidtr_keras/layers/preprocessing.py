@@ -4,8 +4,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-# The official normalisation (the released training configs: ImageNet mean/std on [0, 1] RGB pixels); the same values
-# as `vidtr_keras.data.transforms`, repeated here because layers never import the data package.
+# The official normalisation (the released training configs: ImageNet mean/std on [0, 1] RGB pixels). Defined here,
+# in the lowest layer that needs them: `vidtr_keras.data.transforms` takes these values and the two size rules below
+# from this module (data sits above layers; layers never import data), so the Keras layer and the NumPy pipeline
+# share one definition of the test-view geometry and normalisation.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,10 +47,14 @@ class VidTrPreprocessor(layers.Layer):
     with the NumPy/OpenCV pipeline of `vidtr_keras.data` to within one grey level (OpenCV interpolates
     uint8 frames in fixed point).
 
+    The rule is the data pipeline's single test view: `vidtr_keras.data.transforms.view_crops` with
+    one crop (`resized_size`, `center_crop_offsets`) followed by `transforms.normalize`, written here
+    with `keras.ops` so it runs inside a model on every backend.
+
     With `num_frames` set, a clip with another number of frames is brought to that length: a longer
     one is subsampled to `num_frames` evenly spaced frames (the centre of each of `num_frames` equal
     segments), a shorter one is padded by repeating its last frame (as the evaluation protocol pads
-    short videos).
+    short videos, `vidtr_keras.data.sampling.window_indices`).
 
     The output size depends on the frame size, so the frame height and width must be known when the
     layer is called (true for NumPy arrays and eager tensors; a symbolic input needs static sizes).
