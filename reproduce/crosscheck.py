@@ -1,6 +1,6 @@
 """The analytic "full" multiply-add count against each backend's counter (FLOP = 2 x multiply-add)."""
 
-from reproduce import _common
+from reproduce import common
 
 MODELS = [
     ("vidtr_tiny", {}),
@@ -29,16 +29,16 @@ def run(ctx):
 
     models = [{"preset": p, "overrides": o, "label": _label(p, o)} for p, o in MODELS]
     counts = {}
-    for backend in _common.BACKENDS:
+    for backend in common.BACKENDS:
         task = {"kind": "flops", "models": models, "whole_program": backend == "jax"}
-        for item in _common.worker(ctx, task, backend, "crosscheck FLOPs", timeout=1200):
+        for item in common.worker(ctx, task, backend, "crosscheck FLOPs", timeout=1200):
             counts[(backend, item["label"])] = item
     rows, worst = [], {}
     for preset, overrides in MODELS:
         label = _label(preset, overrides)
         analytic = flops(preset, **overrides)
         row = [label, analytic.macs]
-        for backend in _common.BACKENDS:
+        for backend in common.BACKENDS:
             item = counts.get((backend, label), {})
             counted = item.get("backend_flops")
             diff = None if counted is None else (counted / analytic.flops - 1) * 100
@@ -49,7 +49,7 @@ def run(ctx):
         row.append(None if whole is None else (whole / analytic.flops - 1) * 100)
         rows.append(row)
     columns = ["model", "analytic full multiply-adds"]
-    for backend in _common.BACKENDS:
+    for backend in common.BACKENDS:
         columns += [f"{backend} counter multiply-adds (FLOPs / 2)", f"{backend} difference %"]
     columns.append("XLA whole program vs analytic %")
     notes = [
@@ -62,7 +62,7 @@ def run(ctx):
         "MatMul, BatchMatMul and Conv op of the traced `tf.function` graph are computed from their static shapes "
         "(the layers' real ops, counted independently of the analytic model).",
         "Worst absolute difference of the matmul/convolution counts: "
-        + ", ".join(f"{b} {worst.get(b, float('nan')):.3f}%" for b in _common.BACKENDS)
+        + ", ".join(f"{b} {worst.get(b, float('nan')):.3f}%" for b in common.BACKENDS)
         + " (target: within 2%). The std-topK selections are one-hot matmuls in this implementation and are counted "
         "as such by the analytic model and every counter.",
         "XLA's whole-program count is above the analytic count by the element-wise work (softmax, LayerNorm, ReLU, "
@@ -70,11 +70,11 @@ def run(ctx):
         "at full size (d = 768, where matmuls are 2 x 768 FLOPs per element-wise FLOP), several percent on the tiny "
         "models (d = 32).",
     ]
-    return _common.write(
+    return common.write(
         "crosscheck",
         "FLOP cross-check: analytic full count vs backend counters",
         columns,
         rows,
         notes,
-        backends=_common.BACKENDS,
+        backends=common.BACKENDS,
     )

@@ -1,7 +1,7 @@
 """Memory and FLOPs against frames (8-64) and resolution (112-448) for joint, separable and compact
 models: analytic everywhere, measured where it is affordable, plotted."""
 
-from reproduce import _common
+from reproduce import common
 
 FRAMES = [8, 16, 32, 64]
 SIZES = [112, 160, 224, 320, 448]
@@ -53,17 +53,17 @@ def run(ctx):
         xla_points += [("separable", 32, 224), ("compact", 32, 224), ("compact", 8, 320)]
     saved = {
         i["label"]: i
-        for i in _common.worker(ctx, {"kind": "saved_tensors", "models": models}, "torch", "scaling saved tensors")
+        for i in common.worker(ctx, {"kind": "saved_tensors", "models": models}, "torch", "scaling saved tensors")
     }
     xla_flops = {
         i["label"]: i
-        for i in _common.worker(
+        for i in common.worker(
             ctx, {"kind": "flops", "models": models, "whole_program": False}, "jax", "scaling XLA FLOPs", timeout=1200
         )
     }
     xla_mem = {
         i["label"]: i
-        for i in _common.worker(
+        for i in common.worker(
             ctx,
             {"kind": "xla_memory", "models": [point(*p) for p in xla_points]},
             "jax",
@@ -164,8 +164,8 @@ def run(ctx):
     axes[0, 0].set_title("FLOPs (circles: XLA's count)")
     axes[1, 0].set_title("training memory per clip (grey: this machine's RAM)")
     fig.tight_layout()
-    _common.RESULTS.mkdir(exist_ok=True)
-    fig.savefig(_common.RESULTS / "scaling.png", dpi=100, bbox_inches="tight")
+    common.RESULTS.mkdir(exist_ok=True)
+    fig.savefig(common.RESULTS / "scaling.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
 
     j64, s64 = data[("joint", 64, 224)], data[("separable", 64, 224)]
@@ -193,7 +193,7 @@ def run(ctx):
         f"{s64[3]:.0f} G and {s64[7]:.1f} GiB: joint memory grows with (T S)^2, separable with T S (T + S) — the "
         "paper's memory argument, which the measured points follow.",
     ]
-    return _common.write(
+    return common.write(
         "scaling",
         "Scaling: memory and FLOPs against frames and resolution",
         columns,

@@ -1,6 +1,6 @@
 """Table 1 (and the released gluonmm configs): the configurations, read from the presets."""
 
-from reproduce import _common
+from reproduce import common
 
 # What the paper / the released configs say, per preset (Table 1 and the released configs).
 PAPER = {
@@ -80,4 +80,4 @@ def run(ctx):
         "[1, 3, 5]; both drop 2 frames each time. C-VidTr models use separable attention without class tokens up to "
         "the last pooling layer and joint attention after it (Section 1.4).",
     ]
-    return _common.write("table1", "Table 1: model configurations", columns, rows, notes)
+    return common.write("table1", "Table 1: model configurations", columns, rows, notes)

@@ -1,7 +1,7 @@
 """Table 2 (+ Table 3's compact models): parameters, GFLOPs in both conventions, CPU latency per clip
 on each backend, against the paper's GFLOPs and GPU latencies."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 MODELS = ["vanilla_s", "vidtr_s", "vidtr_m", "vidtr_l", "cvidtr_s", "cvidtr_m", "cvidtr_l"]
 
@@ -28,8 +28,8 @@ def run(ctx):
     runs, warmup = (1, 1) if ctx.quick else (5, 1)
     task = {"kind": "latency", "models": [{"preset": p} for p in MODELS], "runs": runs, "warmup": warmup}
     latency, spread = {}, {}
-    for backend in _common.BACKENDS:
-        for item in _common.worker(ctx, task, backend, "table2 latency", timeout=1500):
+    for backend in common.BACKENDS:
+        for item in common.worker(ctx, task, backend, "table2 latency", timeout=1500):
             latency[(backend, item["label"])] = item.get("median_ms")
             runs_ms = item.get("runs_ms") or []
             if len(runs_ms) > 1:
@@ -52,11 +52,11 @@ def run(ctx):
             count_parameters(preset),
             ours_paper,
             gflops_paper,
-            _common.gap(ours_paper, gflops_paper),
+            common.gap(ours_paper, gflops_paper),
             "yes" if fit else "no, see below",
             ours_full,
         ]
-        for backend in _common.BACKENDS:
+        for backend in common.BACKENDS:
             ms = latency.get((backend, preset))
             row += [ms, spread.get((backend, preset)), ratio(ms, latency.get((backend, "vidtr_s")))]
         row += [latency_paper, latency_kind, ratio(latency_paper, paper.TABLE2["vidtr_s"]["latency_ms"])]
@@ -72,7 +72,7 @@ def run(ctx):
         "within 3%",
         "GFLOPs ours (full)",
     ]
-    for backend in _common.BACKENDS:
+    for backend in common.BACKENDS:
         columns += [f"CPU ms {backend}", f"max/min-1 of the runs % {backend}", f"ratio to VidTr-S {backend}"]
     columns += ["paper ms (GPU)", "paper latency", "paper ratio to VidTr-S"]
     notes = [
@@ -96,14 +96,14 @@ def run(ctx):
         "Ratios between models: VidTr-L / VidTr-S is "
         + ", ".join(
             f"{ratio(latency.get((b, 'vidtr_l')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})"
-            for b in _common.BACKENDS
+            for b in common.BACKENDS
         )
         + f" here for {flops('vidtr_l').macs / flops('vidtr_s').macs:.2f}x the multiply-adds, against "
         f"{paper.TABLE2['vidtr_l']['latency_ms'] / paper.TABLE2['vidtr_s']['latency_ms']:.2f}x on the paper's GPU; "
         "Vanilla-Tr / VidTr-S is "
         + ", ".join(
             f"{ratio(latency.get((b, 'vanilla_s')), latency.get((b, 'vidtr_s'))) or float('nan'):.2f}x ({b})"
-            for b in _common.BACKENDS
+            for b in common.BACKENDS
         )
         + f" here for {flops('vanilla_s').macs / flops('vidtr_s').macs:.2f}x the multiply-adds, against "
         f"{paper.TABLE2['vanilla_s']['latency_ms'] / paper.TABLE2['vidtr_s']['latency_ms']:.2f}x on the GPU. "
@@ -116,6 +116,6 @@ def run(ctx):
         "less than their multiply-adds (the paper does not analyse this).",
         REASONS["vidtr_l"] + ".",
     ]
-    return _common.write(
-        "table2", "Table 2: parameters, GFLOPs and latency", columns, rows, notes, backends=_common.BACKENDS
+    return common.write(
+        "table2", "Table 2: parameters, GFLOPs and latency", columns, rows, notes, backends=common.BACKENDS
     )

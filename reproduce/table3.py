@@ -1,6 +1,6 @@
 """Table 3: compact models, views x GFLOPs per view."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 MODELS = [
     ("cvidtr_s", "C-VidTr-S (released schedule [1,3,5])"),
@@ -26,7 +26,7 @@ def run(ctx):
                 published["input"],
                 f"{views} x {ours_paper:.1f}",
                 f"{views} x {published['gflops']}",
-                _common.gap(ours_paper, published["gflops"]),
+                common.gap(ours_paper, published["gflops"]),
                 f"{views} x {ours_full:.1f}",
                 views * ours_paper,
                 views * published["gflops"],
@@ -55,4 +55,4 @@ def run(ctx):
         "(not released, so the schedule itself is unverified). Listed, not fudged.",
         "Per-view CPU latencies of these models are in results/table2.md.",
     ]
-    return _common.write("table3", "Table 3: C-VidTr views x GFLOPs", columns, rows, notes)
+    return common.write("table3", "Table 3: C-VidTr views x GFLOPs", columns, rows, notes)

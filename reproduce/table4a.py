@@ -1,6 +1,6 @@
 """Table 4a: patching (VidTr-S backbone, 8 frames at 224 px): GFLOPs."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 
 def run(ctx):
@@ -19,7 +19,7 @@ def run(ctx):
                 f"{spec.token_frames} x {spec.patches_per_frame}",
                 ours,
                 published,
-                _common.gap(ours, published),
+                common.gap(ours, published),
                 "yes" if abs(ours / published - 1) <= 0.03 else "no",
                 full,
             ]
@@ -43,4 +43,4 @@ def run(ctx):
         "embedding, 0.92 G, and the MLP over 392 tokens, 22.2 G, so even the MLP alone is above 21); the cubic "
         "patchings and 1x16^2 fit the paper convention within 3%.",
     ]
-    return _common.write("table4a", "Table 4a: patching, GFLOPs", columns, rows, notes)
+    return common.write("table4a", "Table 4a: patching, GFLOPs", columns, rows, notes)

@@ -1,7 +1,7 @@
 """Table 4b: training memory per clip of spatial-only, joint and separable attention (VidTr-S backbone,
 8 frames at 224 px, batch 1), measured on each backend, against the paper's GB and its 3.3x claim."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 VARIANTS = [
     ("Spatial only", "spatial"),
@@ -16,21 +16,21 @@ def run(ctx):
     from vidtr_keras.complexity import memory
 
     measured = {}
-    for backend in _common.BACKENDS:
+    for backend in common.BACKENDS:
         for label, attention in VARIANTS:
             task = {
                 "kind": "train_memory",
                 "batch_size": 1,
                 "models": [{"preset": "vidtr_s", "overrides": {"attention": attention}, "label": attention}],
             }
-            (item,) = _common.worker(ctx, task, backend, f"table4b {label}", timeout=900)
+            (item,) = common.worker(ctx, task, backend, f"table4b {label}", timeout=900)
             measured[(backend, attention)] = item
     task = {
         "kind": "saved_tensors",
         "batch_size": 1,
         "models": [{"preset": "vidtr_s", "overrides": {"attention": a}, "label": a} for _, a in VARIANTS],
     }
-    saved = {item["label"]: item for item in _common.worker(ctx, task, "torch", "table4b saved tensors")}
+    saved = {item["label"]: item for item in common.worker(ctx, task, "torch", "table4b saved tensors")}
 
     def gib(value):
         return None if value is None else value / GIB
@@ -44,7 +44,7 @@ def run(ctx):
             "torch saved tensors": saved[attention].get("saved_bytes"),
             "XLA temp (jax)": measured[("jax", attention)].get("xla_temp_bytes"),
         }
-        for backend in _common.BACKENDS:
+        for backend in common.BACKENDS:
             values[f"step peak RSS ({backend})"] = measured[(backend, attention)].get("step_bytes")
         for key, value in values.items():
             series.setdefault(key, {})[attention] = value
@@ -61,7 +61,7 @@ def run(ctx):
         sep = values.get("temporal_spatial")
         joint = values.get("joint")
         ratio = None if not sep or joint is None else joint / sep
-        ratio_rows.append([key, ratio, paper.TABLE4B_RATIO, _common.gap(ratio, paper.TABLE4B_RATIO)])
+        ratio_rows.append([key, ratio, paper.TABLE4B_RATIO, common.gap(ratio, paper.TABLE4B_RATIO)])
     analytic = {a: memory("vidtr_s", attention=a, optimizer_slots=1) for _, a in VARIANTS}
     totals = {a: m.total_bytes / GIB for a, m in analytic.items()}
     totals_gb = {a: m.total_bytes / 1e9 for a, m in analytic.items()}
@@ -79,15 +79,15 @@ def run(ctx):
             "attention maps alone (one layer)",
             map_model,
             paper.TABLE4B_RATIO,
-            _common.gap(map_model, paper.TABLE4B_RATIO),
+            common.gap(map_model, paper.TABLE4B_RATIO),
         ]
     )
     baselines = ", ".join(
         f"{b} {gib(measured[(b, 'temporal_spatial')].get('baseline_bytes')):.2f} GiB"
-        for b in _common.BACKENDS
+        for b in common.BACKENDS
         if measured[(b, "temporal_spatial")].get("baseline_bytes")
     )
-    ratio_table = "## joint / separable (temporal-spatial)\n\n" + _common.markdown_table(
+    ratio_table = "## joint / separable (temporal-spatial)\n\n" + common.markdown_table(
         ["measure", "ours", "paper", "gap"], ratio_rows
     )
     notes = [
@@ -113,20 +113,20 @@ def run(ctx):
         f"{totals['spatial']:.1f} / {totals['temporal_spatial']:.1f} / {totals['joint']:.1f} GiB "
         f"({totals_gb['spatial']:.1f} / {totals_gb['temporal_spatial']:.1f} / {totals_gb['joint']:.1f} GB) for "
         "spatial-only / separable / joint against 2.1 / 2.3 / 7.6 GB (gaps "
-        f"{_common.gap(totals_gb['spatial'], 2.1)}, {_common.gap(totals_gb['temporal_spatial'], 2.3)}, "
-        f"{_common.gap(totals_gb['joint'], 7.6)}): ours are above the paper for the two light models and far below "
+        f"{common.gap(totals_gb['spatial'], 2.1)}, {common.gap(totals_gb['temporal_spatial'], 2.3)}, "
+        f"{common.gap(totals_gb['joint'], 7.6)}): ours are above the paper for the two light models and far below "
         "for the joint one. The paper does not say how it measured (batch size, precision, what is "
         "counted: parameters, optimizer state, the CUDA context, the caching allocator's reserve). Anything that "
         "weighs more on the joint model's large map buffers (118 MB per copy and layer) would raise its figure, "
         "e.g. softmax kept in float32 under mixed precision plus a float16 copy for the matmul, or allocator "
         "fragmentation; we report the gap instead of guessing which.",
     ]
-    return _common.write(
+    return common.write(
         "table4b",
         "Table 4b: training memory per clip by temporal modelling",
         columns,
         rows,
         notes,
-        backends=_common.BACKENDS,
+        backends=common.BACKENDS,
         extra_markdown=[ratio_table],
     )

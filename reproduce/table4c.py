@@ -1,6 +1,6 @@
 """Table 4c: ViT-B vs ViT-L width (VidTr-S, 8 frames): GFLOPs. T2T is not reproduced."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 VIT_L = {"hidden_dim": 1024, "num_layers": 24, "num_heads": 16, "mlp_dim": 4096}
 
@@ -20,7 +20,7 @@ def run(ctx):
                 count_parameters("vidtr_s", **overrides),
                 ours,
                 published,
-                _common.gap(ours, published),
+                common.gap(ours, published),
                 "yes" if abs(ours / published - 1) <= 0.03 else "no",
                 full,
             ]
@@ -48,4 +48,4 @@ def run(ctx):
         "configuration (depth, width, how the T2T module is applied to frames) nor weights, so any count would be a "
         "guess about an architecture the project does not implement.",
     ]
-    return _common.write("table4c", "Table 4c: ViT-B vs ViT-L initialisation, GFLOPs", columns, rows, notes)
+    return common.write("table4c", "Table 4c: ViT-B vs ViT-L initialisation, GFLOPs", columns, rows, notes)

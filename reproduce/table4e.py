@@ -1,6 +1,6 @@
 """Table 4e: C-VidTr-S (8 frames) down-sampling twice at layers [k, k+2], 8 -> 4 -> 2: GFLOPs."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 
 
 def pooling_rows(ctx, schedules, name):
@@ -19,7 +19,7 @@ def pooling_rows(ctx, schedules, name):
                 " ".join(map(str, frames)),
                 ours,
                 published,
-                _common.gap(ours, published),
+                common.gap(ours, published),
                 "yes" if abs(ours / published - 1) <= 0.03 else "no",
                 full,
             ]
@@ -50,4 +50,4 @@ def run(ctx):
         "8 frames instead of 4 in layer 1 (the MLP of 784 more tokens, 3.7 G) and 4 instead of 2 in layer 3 (392 "
         "tokens, 1.85 G): +5.5 G (32 -> 38), not +15 (32 -> 47); nothing in the model explains 47. Listed, not fudged.",
     ]
-    return _common.write("table4e", "Table 4e: pooling at layers [k, k+2], GFLOPs", COLUMNS, rows, notes)
+    return common.write("table4e", "Table 4e: pooling at layers [k, k+2], GFLOPs", COLUMNS, rows, notes)

@@ -1,6 +1,6 @@
 """Table 4f: C-VidTr-S (8 frames) down-sampling at layer 1 and a later layer, 8 -> 4 -> 2: GFLOPs."""
 
-from reproduce import _common, paper
+from reproduce import common, paper
 from reproduce.table4e import COLUMNS, pooling_rows
 
 
@@ -14,4 +14,4 @@ def run(ctx):
         "above the published values by about the amount the published steps fall short of +1.85; nothing in the "
         "model explains a step of 1 G.",
     ]
-    return _common.write("table4f", "Table 4f: pooling at layer 1 and a later layer, GFLOPs", COLUMNS, rows, notes)
+    return common.write("table4f", "Table 4f: pooling at layer 1 and a later layer, GFLOPs", COLUMNS, rows, notes)

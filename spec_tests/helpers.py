@@ -12,7 +12,8 @@ import pathlib
 import keras
 import numpy as np
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+REPO = pathlib.Path(__file__).resolve().parent.parent  # the repository root, wherever a spec module lives
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
 GLUONMM = FIXTURES / "gluonmm"
 FIXTURE_NAMES = ("vidtr_split_t8", "cvidtr_t8", "vanilla_t4")
 BACKEND = keras.backend.backend()

@@ -1,14 +1,21 @@
-"""The `vidtr` command as a user runs it: demo, presets, convert (official checkpoints)."""
+"""The `vidtr` command as a user runs it: demo, presets, convert (official checkpoints), and the
+`train` flags generated from `TrainConfig`."""
 
+import argparse
+import dataclasses
+import functools
 import json
 import subprocess
 import sys
+import typing
 
 import keras
 import numpy as np
 import pytest
 
-from vidtr_keras.cli import main
+from vidtr_keras.cli import build_parser, main
+from vidtr_keras.cli.args import dataclass_from_args
+from vidtr_keras.training import TrainConfig
 
 from helpers import GLUONMM, load_fixture, run_compiled, to_numpy
 
@@ -165,3 +172,91 @@ def test_inflate_names_a_missing_keras_file(tmp_path, capsys):
         == 2
     )
     assert "absent.keras" in capsys.readouterr().out
+
+
+# === `vidtr train`: one flag per TrainConfig field, with the field's default ===
+
+FIELDS_WITHOUT_FLAG = {"clip_len"}  # the clip length comes from the model on the command line
+
+
+@functools.cache
+def train_parser():
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices["train"]
+    raise AssertionError("no train command")
+
+
+def train_actions():
+    return {action.dest: action for action in train_parser()._actions}
+
+
+def flag_of(name):
+    return max(train_actions()[name].option_strings, key=len)
+
+
+def test_every_train_config_field_is_a_train_flag_with_the_fields_default():
+    actions = train_actions()
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    assert {name for name in fields if name not in actions} == FIELDS_WITHOUT_FLAG
+    for name, field in fields.items():
+        if name in FIELDS_WITHOUT_FLAG:
+            continue
+        action = actions[name]
+        assert action.option_strings, name
+        if field.default is dataclasses.MISSING:
+            assert action.required, name
+        else:
+            assert action.default == field.default and type(action.default) is type(field.default), name
+
+
+def value_for(field):
+    """A command line for one field and the value it must give: another than the default."""
+    kind = typing.get_type_hints(TrainConfig)[field.name]
+    flag = flag_of(field.name)
+    if kind is bool:
+        return [flag], not field.default
+    if "choices" in field.metadata:
+        choice = [c for c in field.metadata["choices"] if c != field.default][-1]
+        return [flag, choice], choice
+    if field.name == "threads":
+        return [flag, "3"], 3
+    if typing.get_origin(kind) is list:
+        return [flag, "3", "7"], [3, 7]
+    if kind is int:
+        return [flag, "3"], 3
+    if kind is float:
+        return [flag, "0.5"], 0.5
+    return [flag, "some/where"], "some/where"
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(TrainConfig) if f.name not in FIELDS_WITHOUT_FLAG])
+def test_a_train_flag_lands_in_train_config(name):
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    argv, expected = value_for(field)
+    base = [] if name == "output" else ["--output", "run"]
+    config = dataclass_from_args(TrainConfig, train_parser().parse_args(base + argv))
+    assert getattr(config, name) == expected and expected != field.default
+    others = dataclass_from_args(TrainConfig, train_parser().parse_args(["--output", "run"]))
+    assert getattr(others, name) == (field.default if name != "output" else "run")
+
+
+def test_train_flags_are_those_of_the_released_command_line():
+    """The flag names users and scripts rely on; the help of each says its default."""
+    flags = {s for action in train_parser()._actions for s in action.option_strings}
+    expected = (
+        "--model --weights --rate --crop-size --train --val --root --val-root --labels --num-classes --output "
+        "--epochs --batch-size --lr --momentum --weight-decay --milestones --gamma --short-side --seed --workers "
+        "--resume --overwrite --distribute --jit-compile --threads --no-flip --remat --mixed-precision "
+        "--multi-label --no-check-videos --verbose --quiet"
+    ).split()
+    assert flags - {"-h", "--help"} == set(expected)
+    helps = {max(a.option_strings, key=len): a.help for a in train_parser()._actions if a.option_strings}
+    assert "(default 50)" in helps["--epochs"] and "(default 0.01)" in helps["--lr"]
+    assert "--gamma" in helps["--milestones"] and "`" not in helps["--milestones"]
+
+
+def test_a_bad_thread_count_is_an_error_that_names_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--output", "run", "--threads", "0"])
+    assert "--threads must be auto, default or a positive number, got '0'" in capsys.readouterr().err

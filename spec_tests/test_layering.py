@@ -8,15 +8,14 @@ these specs import nothing of the package and run in well under a second on ever
 itself is specified on small synthetic packages at the end of this file.
 """
 
-import pathlib
 import textwrap
 
 import pytest
 
 import import_graph
+from helpers import REPO
 from import_graph import ImportGraph
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "vidtr_keras"
 
 # Imports that run up the layer order on purpose: plug-ins imported lazily, only when the feature is used.
@@ -112,7 +111,7 @@ CLEAN = {
     "models/loading.py": "from vidtr_keras import version\n"
     "def load_model(spec):\n    from vidtr_keras.convert import gluonmm\n",
     "convert/__init__.py": "",
-    "convert/gluonmm.py": "from vidtr_keras.models.task import build_model\n",
+    "convert/gluonmm.py": "from ..models.task import build_model\n",
     "cli/__init__.py": "import argparse\nfrom vidtr_keras.cli import args\nprint('hello')\n",
     "cli/args.py": "def add_flags(parser): pass\n",
 }

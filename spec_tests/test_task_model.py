@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from vidtr_keras import VidTrPreprocessor, VidTrVideoClassifier, build_model, cli
 from vidtr_keras.convert import gluonmm
 from vidtr_keras.data import transforms
+from vidtr_keras.models import preset_dir
 
 from helpers import BACKEND, load_fixture, to_numpy
 
@@ -242,7 +243,7 @@ def test_run_directory_of_vidtr_train(tmp_path):
     pointer = json.loads((run / "checkpoint.json").read_text())
     assert loaded.preprocessor.num_frames == pointer["config"]["clip_len"]
     assert loaded.preprocessor.crop_size == pointer["config"]["crop_size"]
-    checkpoint = keras.saving.load_model(run / pointer["model"], compile=False)
+    checkpoint = preset_dir.load_preset(run / pointer["checkpoint"])  # the last epoch, a preset directory
     video = frames(8, 20, 26, seed=6)
     clip = to_numpy(loaded.preprocessor(video))[None]
     np.testing.assert_allclose(
@@ -280,12 +281,12 @@ def test_preset_name_with_and_without_weights(tmp_path):
 
 
 def test_from_preset_errors(tmp_path):
-    with pytest.raises(ValueError, match="Unknown preset 'vidtr_xxl'.*vidtr_tiny"):
+    with pytest.raises(ValueError, match="Unknown model 'vidtr_xxl'.*vidtr_tiny"):
         VidTrVideoClassifier.from_preset("vidtr_xxl")
     with pytest.raises(FileNotFoundError, match="neither a preset directory"):
         VidTrVideoClassifier.from_preset(str(tmp_path))
     with pytest.raises(ValueError, match="class_names has 2 names for a classifier of 3 classes"):
         VidTrVideoClassifier(build_model("vidtr_tiny", num_classes=3).backbone, 3, class_names=["a", "b"])
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="expected a preset directory"):
+    with pytest.raises(ValueError, match="none of: a preset directory"):
         VidTrVideoClassifier.from_preset(str(tmp_path / "notes.txt"))

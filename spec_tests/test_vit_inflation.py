@@ -39,6 +39,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vidtr_keras import build_model
+from vidtr_keras.cli import convert as cli_convert
 from vidtr_keras.convert import vit as vit_convert
 from vidtr_keras.layers import PositionEmbedding, TubeletEmbedding
 
@@ -689,7 +690,7 @@ def test_mismatched_sizes_are_clear_errors_and_change_nothing(kinds, fmt):
 
 def test_cli_inflate_writes_a_loadable_inflated_model(tmp_path):
     parser = argparse.ArgumentParser(prog="vidtr")
-    vit_convert.add_inflate_command(parser.add_subparsers(dest="command", required=True))
+    cli_convert.register(parser.add_subparsers(dest="command", required=True))  # `convert` and `inflate`
     sd = timm_state_dict(seed=len("vidtr"))  # the ViT of the cached "vidtr" variant
     vit_file = tmp_path / "ViT-tiny.npz"
     np.savez(vit_file, **jax_arrays(sd))

@@ -56,7 +56,7 @@ _SUPPORTED = {
     },
 }
 
-# Why the other combinations are refused (measured with keras 3.15, jax2onnx 0.17, torch 2.13).
+# Why the other combinations are refused (found with keras 3.15, jax2onnx 0.17, torch 2.13).
 _UNSUPPORTED = {
     ("jax", "litert"): (
         "Keras exports LiteRT from TensorFlow and PyTorch only, and the TFLite converter rejects the jax2tf "

@@ -6,7 +6,8 @@ multiplied. `rollout_from_maps` takes the per-layer maps that `vidtr_keras.apps.
 captures (joint, or separable temporal and spatial, with std-topK / average / conv token pooling) and
 gives the classified token's relevance on every patch of every sampled frame, a temporal importance
 per frame, and the separate temporal, spatial and joint rollouts (`Rollout`). It is pure numpy, so it
-is tested on hand-made maps (identity maps give the uniform answer).
+is tested on hand-made maps (identity maps give the uniform answer). results/learning.md shows the
+rollouts of the trained models of the learning run.
 """
 
 import dataclasses

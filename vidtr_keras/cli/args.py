@@ -5,7 +5,9 @@ Every command module imports from here and from the library, never from another 
 """
 
 import argparse
+import dataclasses
 import re
+import typing
 
 
 def rich_console(quiet=False):
@@ -57,14 +59,13 @@ def requires_model(handler):
 
 
 def labels_for(model_spec, labels):
-    """Class names from `--labels`, else from the run directory given as `--model`, else None."""
+    """Class names from `--labels`, else those stored with `--model` (a preset or run directory), else None."""
     from vidtr_keras import data as vdata
-    from vidtr_keras import run_dir
+    from vidtr_keras.models import preset_dir
 
     if labels:
         return vdata.read_class_names(labels)
-    stored = run_dir.class_names_file(model_spec) if model_spec else None
-    return vdata.read_class_names(stored) if stored else None
+    return preset_dir.stored_class_names(model_spec) if model_spec else None
 
 
 def check_labels(names, labels_file, model):
@@ -94,3 +95,79 @@ def as_flags(message, flags):
         return flags.get(name, match.group(0))
 
     return re.sub(r"`([a-z_][a-z0-9_]*)(?:=True)?`", flag, message)
+
+
+def add_dataclass_args(parser, cls):
+    """One flag per field of the dataclass `cls`, from the field's type, default and metadata (`help`,
+    `flag`, `choices`, `parse`; see `vidtr_keras.training.trainer._setting`), so that the defaults live
+    in the library only. Fields the parser already has a flag for (e.g. from `add_model_args`) and
+    fields whose `flag` is None are skipped. A boolean field is a switch: off by default -> the flag turns
+    it on; on by default -> its `flag` (`--no-...`) turns it off; None by default -> the flag sets True.
+    Returns the names of the fields that have a flag."""
+    hints = typing.get_type_hints(cls)
+    taken = {action.dest for action in parser._actions}
+    names = []
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        names.append(field.name)
+        if field.name in taken or ("flag" in meta and meta["flag"] is None):
+            continue
+        flag = meta.get("flag") or "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        default = None if field.default is dataclasses.MISSING else field.default
+        help_text = meta.get("help", "")
+        options = {"dest": field.name, "help": help_text}
+        if kind is bool:
+            if default is None:
+                options.update(action="store_const", const=True, default=None)
+            else:
+                options.update(action="store_false" if default else "store_true")
+        else:
+            if field.default is dataclasses.MISSING:
+                options["required"] = True
+            else:
+                options["default"] = default
+                if default is not None:  # the default said once, where it is defined
+                    options["help"] = (
+                        f"{help_text[:-1]}; default {default})"
+                        if help_text.endswith(")")
+                        else f"{help_text} (default {default})"
+                    )
+            if "parse" in meta:
+                options["type"] = _from_text(meta["parse"], flag)
+            elif typing.get_origin(kind) is list:
+                options.update(nargs="+", type=typing.get_args(kind)[0])
+            elif kind in (int, float):
+                options["type"] = kind
+            if "choices" in meta:
+                options["choices"] = meta["choices"]
+        options["help"] = options["help"].replace("%", "%%")
+        parser.add_argument(flag, **options)
+    return names
+
+
+def dataclass_from_args(cls, args):
+    """An instance of the dataclass `cls` from the parsed flags of `add_dataclass_args` (fields without
+    a flag keep their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
+def name_flags_in_help(parser):
+    """Help texts taken from the library name parameters in backticks; show the flags instead."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    for action in parser._actions:
+        if action.help:
+            action.help = as_flags(action.help, flags)
+
+
+def _from_text(parse, flag):
+    """An argparse type from a library parser whose ValueError names the parameter in backticks."""
+
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(re.sub(r"`[a-z_][a-z0-9_]*`", flag, str(err), count=1)) from None
+
+    convert.__name__ = parse.__name__
+    return convert

@@ -71,8 +71,8 @@ def cmd_check_videos(args):
     from rich.progress import Progress
     from rich.table import Table
 
-    from vidtr_keras import run_dir
     from vidtr_keras.data.integrity import check_videos, collect_videos, move_bad
+    from vidtr_keras.models import preset_dir
 
     console = rich_console(quiet=args.quiet)
     if (args.clip_len is None) != (args.rate is None):
@@ -122,7 +122,7 @@ def cmd_check_videos(args):
         highlight=False,
     )
     if args.json:
-        run_dir.write_json(args.json, report.to_dict())
+        preset_dir.write_json(args.json, report.to_dict())
         console.print(f"wrote {args.json}", highlight=False)
     return 1 if report.failed else 0
 

@@ -16,10 +16,9 @@ def cmd_explain(args):
     """`vidtr explain VIDEO --model M --output out.png`."""
     import keras
 
-    from vidtr_keras import run_dir
     from vidtr_keras.apps.explain import explain_video, plot_rollout
-    from vidtr_keras.apps.predict import load_model
     from vidtr_keras.data.sampling import clip_geometry
+    from vidtr_keras.models.loading import load_model
 
     console = rich_console()
     if not os.path.exists(args.video):
@@ -29,11 +28,10 @@ def cmd_explain(args):
     except ImportError:
         raise ImportError("`vidtr explain` draws with matplotlib: pip install matplotlib") from None
     with console.status(f"loading {args.model}"):
-        model, notes = load_model(args.model, args.weights, num_classes=None)
+        loaded = load_model(args.model, args.weights, num_classes=None)
+    model, notes = loaded.model, loaded.notes
     names = labels_for(args.model, args.labels)
-    geometry = clip_geometry(
-        model, clip_len=args.clip_len, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size
-    )
+    geometry = clip_geometry(model, clip_len=args.clip_len, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     with console.status(f"attention rollout of {geometry.describe()} from the middle of {args.video}"):
         result = explain_video(model, args.video, geometry)
     top = int(result.scores.argmax())

@@ -15,11 +15,11 @@ def cmd_features(args):
     """`vidtr features`: backbone embeddings of a video, a list or a folder, to an .npz file."""
     from rich.progress import Progress
 
-    from vidtr_keras import run_dir
     from vidtr_keras.apps.features import extract_features
-    from vidtr_keras.apps.predict import load_model, parse_views
+    from vidtr_keras.apps.predict import parse_views
     from vidtr_keras.data.integrity import collect_videos
     from vidtr_keras.data.sampling import clip_geometry
+    from vidtr_keras.models.loading import load_model
 
     console = rich_console(quiet=args.quiet)
     if not args.output.endswith(".npz"):
@@ -31,8 +31,9 @@ def cmd_features(args):
     if args.stride is not None:
         num_crops = args.window_crops
     with console.status(f"loading {args.model}"):
-        model, notes = load_model(args.model, args.weights, num_classes=None)
-    geometry = clip_geometry(model, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size)
+        loaded = load_model(args.model, args.weights, num_classes=None)
+    model, notes = loaded.model, loaded.notes
+    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("extracting", total=len(entries))
         result = extract_features(

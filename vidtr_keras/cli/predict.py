@@ -14,8 +14,7 @@ import os
 import keras
 import numpy as np
 
-from vidtr_keras import run_dir
-from vidtr_keras.apps.predict import load_model, parse_views, predict_video
+from vidtr_keras.apps.predict import parse_views, predict_video
 from vidtr_keras.cli.args import (
     add_model_args,
     add_view_args,
@@ -25,6 +24,8 @@ from vidtr_keras.cli.args import (
     rich_console,
 )
 from vidtr_keras.data.sampling import clip_geometry
+from vidtr_keras.models import preset_dir
+from vidtr_keras.models.loading import load_model
 
 
 def _class_name(names, index):
@@ -43,9 +44,10 @@ def cmd_predict(args):
     names = labels_for(args.model, args.labels)
     num_clips, num_crops = parse_views(args.views)
     with console.status(f"loading {args.model}"):
-        model, notes = load_model(args.model, args.weights, num_classes=None)
+        loaded = load_model(args.model, args.weights, num_classes=None)
+    model, notes = loaded.model, loaded.notes
     check_labels(names, args.labels, model)
-    geometry = clip_geometry(model, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size)
+    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     with console.status(f"decoding {num_clips}x{num_crops} views of {args.video}"):
         scores, views = predict_video(
             model, args.video, geometry, num_clips, num_crops, args.batch_size, args.centered_windows, args.multi_label
@@ -75,7 +77,7 @@ def cmd_predict(args):
                 {"class": int(i), "name": _class_name(names, int(i)), "probability": float(scores[i])} for i in top
             ],
         }
-        run_dir.write_json(args.json, result)
+        preset_dir.write_json(args.json, result)
     return 0
 
 
@@ -113,9 +115,10 @@ def cmd_predict_timeline(args):
         raise ValueError("--json holds the 10x3-view answer; with --timeline the timeline JSON has every window.")
     names = labels_for(args.model, args.labels)
     with console.status(f"loading {args.model}"):
-        model, notes = load_model(args.model, args.weights, num_classes=None)
+        loaded = load_model(args.model, args.weights, num_classes=None)
+    model, notes = loaded.model, loaded.notes
     check_labels(names, args.labels, model)
-    geometry = clip_geometry(model, rate=args.rate or run_dir.stored_rate(args.model), crop_size=args.crop_size)
+    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     columns = (
         TextColumn("decoding"),
         BarColumn(),
@@ -155,7 +158,7 @@ def cmd_predict_timeline(args):
         highlight=False,
     )
     if args.timeline:
-        run_dir.write_json(args.timeline, timeline.to_dict(top_k=args.top_k))
+        preset_dir.write_json(args.timeline, timeline.to_dict(top_k=args.top_k))
         console.print(f"wrote {args.timeline}", highlight=False)
     if args.plot:
         timeline.plot(args.plot)

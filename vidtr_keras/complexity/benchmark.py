@@ -7,12 +7,13 @@ compiles), and reads the process's peak resident memory. Achieved GFLOP/s use th
 count (`flops(..., convention="full")`; a training step counted as 3x the forward pass).
 
 With `backend_tuning=True` (the default) the backend settings the training tools apply are applied
-first (`vidtr_keras.training.backend_tuning.tune_backend`: on JAX, Threefry dropout bits lowered
+first (`vidtr_keras.backends.tune_backend`: on JAX, Threefry dropout bits lowered
 as straight-line code for the CPU; same bits, faster), so the numbers describe what `vidtr train`
 runs; which were applied is recorded in the result.
 
 Run it in a fresh process per measurement (`python -m vidtr_keras.complexity.benchmark '<json>'`
-prints one `RESULT <json>` line): the peak-memory counter describes the whole process.
+prints `PROGRESS` lines and one `RESULT <json>` line, the protocol of `complexity.runner`): the
+peak-memory counter describes the whole process.
 Wall-clock numbers depend on what else runs on the machine; `os.getloadavg()` is recorded with
 every result, and the process's CPU time beside the wall time.
 """
@@ -23,14 +24,12 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from vidtr_keras.complexity.flops import flops  # noqa: E402
-from vidtr_keras.complexity.measure import _proc_status, _release_and_reset_peak  # noqa: E402
-from vidtr_keras.complexity.memory import fits_in_memory  # noqa: E402
+from vidtr_keras.complexity.flops import flops
+from vidtr_keras.complexity.measure import _proc_status, _release_and_reset_peak
+from vidtr_keras.complexity.memory import fits_in_memory
 
 MODES = ("inference", "train")
 
@@ -106,7 +105,7 @@ def benchmark(
     note = on_progress or (lambda message: None)
     tuning = {}
     if backend_tuning:
-        from vidtr_keras.training.backend_tuning import tune_backend
+        from vidtr_keras.backends import tune_backend
 
         tuning = tune_backend()
     note("matmul peak")

@@ -21,9 +21,7 @@ Memory is measured three ways:
 
 import ctypes
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -269,42 +267,29 @@ def inference_latency(model_or_preset, runs=3, warmup=1, frames=None, image_size
 
 def run_worker(task, backend, on_item=None, timeout=None, threads=None):
     """Runs `task` (a JSON-able dict, see `vidtr_keras.complexity.worker`) in a fresh Python process
-    with `KERAS_BACKEND=backend`.
+    with `KERAS_BACKEND=backend`, through the one child-process runner (`complexity.runner`).
 
     Args:
         task: {"kind": ..., ...}.
         backend: "tensorflow", "jax" or "torch".
         on_item: called with each partial result (dict) as the worker reports it, e.g. to advance a
             progress bar.
-        timeout: seconds before the worker is killed (TimeoutError).
+        timeout: seconds before the worker is killed (`runner.ChildTimeout`, a TimeoutError).
         threads: optional cap on the worker's intra-op threads.
 
     Returns:
         the worker's list of results.
+
+    Raises:
+        runner.ChildError: the worker failed (its last output line in the message).
     """
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    from vidtr_keras.backends.env import child_env
+    from vidtr_keras.complexity.runner import run_child
+
+    env = child_env(backend)
     if threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
     cmd = [sys.executable, "-m", "vidtr_keras.complexity.worker", json.dumps(task)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    results, deadline = [], None if timeout is None else time.monotonic() + timeout
-    try:
-        for line in proc.stdout:
-            if line.startswith("ITEM "):
-                item = json.loads(line[5:])
-                results.append(item)
-                if on_item is not None:
-                    on_item(item)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{backend} worker for {task.get('kind')} ran past {timeout} s")
-        proc.wait(timeout=None if deadline is None else max(1, deadline - time.monotonic()))
-    except (TimeoutError, subprocess.TimeoutExpired):
-        proc.kill()
-        proc.wait()
-        raise TimeoutError(f"{backend} worker for {task.get('kind')} ran past {timeout} s") from None
-    if proc.returncode != 0:
-        err = proc.stderr.read()
-        raise RuntimeError(f"{backend} worker failed ({proc.returncode}): {err[-3000:]}")
-    return results
+    name = f"the {backend} measurement worker ({task.get('kind')})"
+    return run_child(cmd, env=env, timeout=timeout, on_result=on_item, name=name).results

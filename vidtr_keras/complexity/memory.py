@@ -32,8 +32,8 @@ once, but the element-wise temporaries of the backward take the place of those a
 softmax backward's dP * P, dP - sum, their product; TensorFlow's dropout draws a float uniform of the
 full size when the block is recomputed), so the count is the block's float activations once more.
 Counting the recomputed activations alone, `fits_in_memory` fell short of TensorFlow's measured peak
-resident memory by up to 1.55x (C-VidTr-S, 32 frames); with the gradients, the measured peaks of
-VidTr-S, Vanilla-Tr and C-VidTr-S at 8-64 frames are within 8 % of it. For C-VidTr the largest block
+resident memory; with the gradients it follows the measured peaks of VidTr-S, Vanilla-Tr and C-VidTr-S
+at 8-64 frames (results/benchmark.md, the rows with remat). For C-VidTr the largest block
 is a joint one after the pooling layers (1 + T'S tokens, T' the frames left), not the first,
 un-pooled one: its attention maps grow with the square of the clip length.
 Element-wise fusion (XLA) and layout copies made for batched matmuls (PyTorch's einsum) move real
@@ -248,7 +248,7 @@ def memory(
             keeps only its input ("block_input"), and the backward pass holds the full activations
             of one block at a time plus the gradients of their float tensors; the block where that
             is largest gives "recomputed_block" (layer None). XLA on the CPU keeps remat only with
-            the setting `import vidtr_keras` makes (`vidtr_keras._xla_flags`); without it, it keeps
+            the setting `import vidtr_keras` makes (`vidtr_keras.backends.xla_cpu`); without it, it keeps
             what `remat=False` describes.
         **overrides: other backbone arguments.
 
@@ -298,7 +298,7 @@ def memory(
 
 
 # Resident memory of the process before any model exists: the interpreter, Keras and the backend
-# library (measured on this project's CPU machine: 0.6-1.1 GiB depending on the backend).
+# library (the "baseline RSS" column of results/benchmark.md, per backend).
 RUNTIME_BYTES = 1 << 30
 
 

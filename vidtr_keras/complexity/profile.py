@@ -226,3 +226,35 @@ def inference_profile(preset="vidtr_s", runs=5, frames=None, image_size=None, on
     if on_row is not None:
         on_row(row)
     return out
+
+
+def summary(rows, peak):
+    """The figures that say how far a profiled forward pass is from the matmul peak.
+
+    Args:
+        rows: `inference_profile`'s rows (`ProfileRow`s or their `dataclasses.asdict` dicts).
+        peak: the backend's matmul peak in GFLOP/s, measured in the same process.
+
+    Returns:
+        dict: `peak`; `whole_s` and `whole_pct` (the whole forward pass, % of peak); `matmul_s` and
+        `matmul_pct` (the model-shaped dense matmuls alone); `ops_s` (the encoder's operations, each
+        timed alone, summed over the layers) and `ops_pct` (the forward pass's FLOP at that time);
+        `not_matmul_s` (what of `ops_s` is not a dense matmul).
+    """
+    rows = [dataclasses.asdict(r) if isinstance(r, ProfileRow) else r for r in rows]
+    whole = next(r for r in rows if r["kind"] == "model")
+    matmuls = [r for r in rows if r["kind"] == "matmul"]
+    ops_rows = [r for r in rows if r["kind"] == "layer"]
+    mm_time = sum(r["count"] * r["seconds"] for r in matmuls)
+    mm_flop = sum(r["count"] * r["flop"] for r in matmuls)
+    ops_time = sum(r["count"] * r["seconds"] for r in ops_rows)
+    return {
+        "peak": peak,
+        "whole_s": whole["seconds"],
+        "whole_pct": 100 * whole["flop"] / whole["seconds"] / 1e9 / peak,
+        "matmul_pct": 100 * mm_flop / mm_time / 1e9 / peak,
+        "matmul_s": mm_time,
+        "ops_s": ops_time,
+        "ops_pct": 100 * whole["flop"] / ops_time / 1e9 / peak,
+        "not_matmul_s": max(0.0, ops_time - mm_time),
+    }

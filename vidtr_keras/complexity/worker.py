@@ -1,6 +1,7 @@
 """Measurement worker: `python -m vidtr_keras.complexity.worker '<task json>'`, one backend per
-process (KERAS_BACKEND). Prints one `ITEM <json>` line per measured model, so the caller can show
-progress; errors of one item are reported in it (`"error"`) and the others still run.
+process (KERAS_BACKEND), started by `measure.run_worker` through `complexity.runner`. Prints one
+`RESULT <json>` line per measured model, so the caller can show progress; errors of one item are
+reported in it (`"error"`) and the others still run.
 
 Task kinds (each with "models": [{"preset": name, "overrides": {...}, "label": ...}, ...]):
 - "flops": the backend counter (`crosscheck.backend_flops`) and the analytic count of each model.
@@ -12,12 +13,9 @@ Task kinds (each with "models": [{"preset": name, "overrides": {...}, "label": .
 """
 
 import json
-import os
 import sys
 import time
 import traceback
-
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _run(kind, model, task):
@@ -59,7 +57,7 @@ def main(argv=None):
             item["error"] = f"{type(err).__name__}: {err}"
             item["traceback"] = traceback.format_exc()[-2000:]
         item["wall_seconds"] = time.perf_counter() - start
-        print("ITEM " + json.dumps(item), flush=True)
+        print("RESULT " + json.dumps(item), flush=True)
         keras.backend.clear_session()
     return 0
 

@@ -7,6 +7,7 @@ official weights' manifest): `conv_stem.weight` (d, C, t, h, w), `encoder.layers
 """
 
 import json
+import os
 
 import numpy as np
 
@@ -302,3 +303,44 @@ def load_checkpoint(path):
     fixtures keeps only those tensors). The `module.` prefix is removed.
     """
     return io.read_state_dict(path, "checkpoint")
+
+
+def checkpoint_config(path, config=None):
+    """The official constructor arguments of the checkpoint file at `path`.
+
+    Args:
+        path: an official checkpoint (see `load_checkpoint`).
+        config: the arguments (a dict, a JSON string or a released model's name); found otherwise
+            in the file itself (the `config_json` entry of the official-output `.npz` fixtures) or from
+            a file named after a released model, e.g. `vidtr_s_8x8_patch16_224_k400.pth`.
+
+    Raises:
+        ValueError: none of these gives a configuration.
+    """
+    if config is not None:
+        if isinstance(config, str):
+            return RELEASED_CONFIGS[config] if config in RELEASED_CONFIGS else json.loads(config)
+        return dict(config)
+    path = os.fspath(path)
+    if path.endswith(".npz") and "config_json" in io.npz_names(path):
+        with np.load(path) as data:
+            return json.loads(str(data["config_json"]))
+    stem = os.path.basename(path).split(".")[0]
+    if stem in RELEASED_CONFIGS:
+        return RELEASED_CONFIGS[stem]
+    raise ValueError(
+        f"The official configuration of {path!r} is unknown: name the file after a released model "
+        f"({', '.join(sorted(RELEASED_CONFIGS))}) or give `config` (a released model's name, JSON or a dict)."
+    )
+
+
+def from_checkpoint(path, config=None, image_size=None):
+    """A `VidTrClassifier` from an official checkpoint file, converted on the fly.
+
+    Args:
+        path: the checkpoint (`.pth`/`.pt`/`.bin` need torch; `.safetensors`, `.npz`).
+        config: its official constructor arguments, when `checkpoint_config` cannot find them.
+        image_size: frame size the model was trained at; read from the position embedding if None.
+    """
+    config = checkpoint_config(path, config)
+    return from_state_dict(load_checkpoint(path), config, image_size=image_size)

@@ -1,9 +1,6 @@
 """Small helpers shared by the layers, models and complexity model: size arguments, shape checks and
-linear resizing of parameter grids, and the residual-gradient fence of the encoder blocks."""
+linear resizing of parameter grids."""
 
-import math
-
-import keras
 import numpy as np
 from keras import ops
 
@@ -89,63 +86,3 @@ def resize_axes(x, old_sizes, new_sizes, first_axis=0):
         dst = src[:axis] + "z" + src[axis + 1 :]
         x = ops.einsum(f"z{src[axis]},{src}->{dst}", matrix, x)
     return x
-
-
-# The residual stream's gradient, computed once per block on XLA:CPU.
-#
-# Backpropagating through a pre-norm transformer, the gradient of block l's input is the gradient of
-# block l+1's input plus elementwise terms (the LayerNorm backward and the residual add). XLA's CPU
-# compiler fuses elementwise producers into each of their consumers instead of computing them once,
-# and here it does so transitively: each consumer of block l's input gradient (the weight-gradient
-# matmuls' layout transposes, LayerNorm's reductions, the next add) recomputes the whole chain back to
-# the last block, so the backward pass's elementwise work grows with the square of the depth. In
-# the JAX profile of a VidTr-S training step these transposes were about half of the step. XLA never
-# fuses a dot into its consumers, so passing the gradient through an exact identity matmul makes it a
-# materialised buffer that the consumers read. The identity is applied over groups of 8 channels
-# (x @ I_8: 16 multiply-adds per value, under 0.1 % of the step), and is exact for finite values:
-# each output is 1 * g + 0 * (the group's other values). A non-finite gradient value turns its
-# group's other values into NaN (inf * 0), where training has already failed.
-GRADIENT_FENCE_GROUP = 8
-GRADIENT_FENCE_ENABLED = True  # switch for the specs that compare the compiled step with and without
-
-
-def _identity_matmul(g):
-    shape = ops.shape(g)
-    group = GRADIENT_FENCE_GROUP if math.prod(shape) % GRADIENT_FENCE_GROUP == 0 else shape[-1]
-    eye = ops.eye(group, dtype=g.dtype)
-    return ops.reshape(ops.matmul(ops.reshape(g, (-1, group)), eye), shape)
-
-
-@ops.custom_gradient
-def _gradient_fence(x):
-    def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        return _identity_matmul(upstream)
-
-    return x, grad
-
-
-def fence_residual_gradient(x, training):
-    """`x` unchanged, whose gradient XLA:CPU computes once instead of inside each of its consumers.
-
-    Applied on the JAX backend on CPU in training only (where it was measured: a VidTr-S training
-    step 11.1 -> 6.5 s on 2 cores); elsewhere `x` itself is returned and nothing is traced. TensorFlow
-    on CPU trains without XLA (Keras' `jit_compile="auto"`) and PyTorch does not fuse.
-    """
-    if not (training and GRADIENT_FENCE_ENABLED and _on_jax_cpu()):
-        return x
-    return _gradient_fence(x)
-
-
-_JAX_CPU = None
-
-
-def _on_jax_cpu():
-    global _JAX_CPU
-    if keras.backend.backend() != "jax":
-        return False
-    if _JAX_CPU is None:
-        devices = keras.distribution.list_devices()
-        _JAX_CPU = bool(devices) and all(str(d).lower().startswith("cpu") for d in devices)
-    return _JAX_CPU

@@ -11,6 +11,8 @@ import math
 import keras
 from keras import ops
 
+from vidtr_keras.backends.torch_cpu import fused_attention_by_default
+from vidtr_keras.config import is_fused_attention_enabled
 from vidtr_keras.layers._utils import check_heads, check_rank
 from vidtr_keras.layers.temporal_pooling import TopKStdPooling
 
@@ -83,6 +85,11 @@ class JointAttention(_ProjectedAttention):
     Args:
         num_heads: heads; must divide the width.
         dropout: dropout on the attention probabilities.
+        fused_attention: compute softmax(q k^T) v as one `keras.ops.dot_product_attention` call, which
+            never writes the attention map, wherever the probabilities are neither returned nor dropped
+            out (the fused call has neither): True, False, or None to follow
+            `vidtr_keras.config.is_fused_attention_enabled()`, whose automatic default is PyTorch only
+            (`vidtr_keras.backends.torch_cpu`). Outputs are equal up to float rounding either way.
 
     Call arguments:
         inputs: (batch, tokens, d); queries and keys (and values unless `value_inputs` is given).
@@ -98,27 +105,28 @@ class JointAttention(_ProjectedAttention):
         (batch, heads, tokens, tokens), rows = queries.
     """
 
-    def _fused(self, training, return_attention_scores):
-        """Whether softmax(q k^T) v runs as one fused `keras.ops.dot_product_attention` call.
+    def __init__(self, num_heads, dropout=0.0, fused_attention=None, **kwargs):
+        super().__init__(num_heads, dropout=dropout, **kwargs)
+        self.fused_attention = None if fused_attention is None else bool(fused_attention)
 
-        Only on PyTorch, where it is `torch.nn.functional.scaled_dot_product_attention`, which never
-        writes the attention map: measured on 2 CPU cores, the vanilla model's joint attention (12
-        heads, 1569 tokens) 150 -> 50 ms per layer and its inference 2.50 -> 1.58 s, outputs equal up to
-        float rounding (`python -m reproduce fused_attention`). XLA (JAX) and TensorFlow ran it no
-        faster than the plain form, which they keep; so does separable attention, whose 197-token
-        spatial maps measured no faster fused inside the model. Not when the probabilities are
-        wanted (`return_attention_scores`) or dropped out (training with attention dropout: the fused
-        call has no dropout).
-        """
-        if keras.backend.backend() != "torch" or return_attention_scores:
+    def uses_fused_attention(self, training=None, return_attention_scores=False):
+        """Whether a call with these arguments computes softmax(q k^T) v as one fused call: never when
+        the probabilities are returned or dropped out (training with attention dropout); otherwise as
+        `fused_attention` says, or the global switch, or the backend's default."""
+        if return_attention_scores or (training and self.dropout > 0):
             return False
-        return not (training and self.dropout > 0)
+        enabled = self.fused_attention
+        if enabled is None:
+            enabled = is_fused_attention_enabled()
+        if enabled is None:
+            enabled = fused_attention_by_default(keras.backend.backend())
+        return enabled
 
     def call(self, inputs, value_inputs=None, training=None, return_attention_scores=False):
         check_rank(self.name, inputs.shape, 3, "(batch, tokens, dim)")
         self._check_width(inputs)
         q, k, v = self._project_qkv(inputs, value_inputs)
-        if self._fused(training, return_attention_scores):  # q is already scaled by 1/sqrt(d_head)
+        if self.uses_fused_attention(training, return_attention_scores):  # q is already scaled by 1/sqrt(d_head)
             return self._output(ops.dot_product_attention(q, k, v, scale=1.0))
         scores = ops.softmax(ops.einsum("bqhd,bkhd->bhqk", q, k), axis=-1)
         probs = self.dropout_layer(scores, training=training)
@@ -134,6 +142,11 @@ class JointAttention(_ProjectedAttention):
 
     def compute_output_shape(self, inputs_shape, value_inputs_shape=None):
         return tuple(inputs_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fused_attention"] = self.fused_attention
+        return config
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -232,7 +245,7 @@ class SeparableAttention(_ProjectedAttention):
         # Attention within each frame row: with the (batch, frame, head) axes moved in front these are
         # plain batched matmuls, the same products as the einsums "btshd,btrhd->bthsr" and
         # "bthsr,btrhd->btshd"; written out because XLA on the CPU ran the einsum form (batch axes not
-        # leading) 2x slower at VidTr-S's shapes (9 rows x 12 heads of 197x197 maps).
+        # leading) markedly slower at VidTr-S's shapes (9 rows x 12 heads of 197x197 maps).
         qh, kh, vh = (ops.transpose(x, (0, 1, 3, 2, 4)) for x in (q, k, v))  # (b, t, h, s, d)
         probs = ops.softmax(ops.matmul(qh, ops.swapaxes(kh, -1, -2)), axis=-1)  # (b, t, h, s, r)
         if scores is not None:

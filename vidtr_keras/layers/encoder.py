@@ -1,36 +1,17 @@
 """The pre-LN VidTr encoder block: x += Attn(LN1(x)); x += MLP(LN2(x)), with optional temporal pooling."""
 
-import warnings
-
 import keras
 from keras import ops
 
-from vidtr_keras import _xla_flags
-from vidtr_keras.layers._utils import _on_jax_cpu, check_rank, fence_residual_gradient
+from vidtr_keras.backends import xla_cpu
+from vidtr_keras.config import is_gradient_fence_enabled
+from vidtr_keras.layers._utils import check_rank
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
 
 ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
 POOLING_TYPES = ("std_topk", "average", "conv")
 POSITION_TARGETS = ("qkv", "qk")
-
-
-_REMAT_WARNED = False
-
-
-def _warn_if_remat_undone():
-    """Warns once when remat runs on JAX on the CPU without the XLA setting that keeps it
-    (`vidtr_keras._xla_flags`): XLA would merge the recomputation back into the forward pass."""
-    global _REMAT_WARNED
-    if _REMAT_WARNED or not _on_jax_cpu() or _xla_flags.remat_kept():
-        return
-    _REMAT_WARNED = True
-    warnings.warn(
-        "remat=True on JAX on the CPU saves no memory unless XLA keeps jax.checkpoint's barriers: set "
-        f"XLA_FLAGS={_xla_flags.with_remat_kept('')} before JAX starts (importing vidtr_keras "
-        "first does it), or XLA merges the recomputation back into the forward pass.",
-        stacklevel=3,
-    )
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -60,8 +41,13 @@ class VidTrEncoderBlock(keras.layers.Layer):
         remat: rematerialise the block in training: keep only its inputs for the backward pass and
             recompute the rest there (about a third more compute for a fraction of the activation
             memory; results are the same, dropout included). On JAX on the CPU it needs XLA to keep
-            jax.checkpoint's barriers, which importing vidtr_keras arranges (`vidtr_keras._xla_flags`;
-            a warning says when the setting is missing).
+            jax.checkpoint's barriers, which importing vidtr_keras arranges
+            (`vidtr_keras.backends.xla_cpu`; a warning says when the setting is missing).
+        gradient_fence: in training, pass the residual stream's gradient through an exact identity
+            matmul at the block's input and the MLP's input, so that XLA:CPU computes it once instead
+            of inside each of its consumers (`vidtr_keras.backends.xla_cpu`): True, False, or None to
+            follow `vidtr_keras.config.is_gradient_fence_enabled()`, whose automatic default is JAX on
+            the CPU only. Outputs and gradients are the same either way.
 
     Call arguments:
         tokens: (batch, N, d) for joint attention, (batch, T, S, d) for separable attention.
@@ -97,6 +83,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         attention_dropout=0.1,
         layer_norm_epsilon=1e-5,
         remat=False,
+        gradient_fence=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -124,6 +111,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.attention_dropout = float(attention_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.remat = bool(remat)
+        self.gradient_fence = None if gradient_fence is None else bool(gradient_fence)
         self._in_remat = False
 
         policy = self.dtype_policy
@@ -183,8 +171,23 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.mlp_dense1.build(tuple(tokens_shape[:-1]) + (dim,))
         self.mlp_dense2.build(tuple(tokens_shape[:-1]) + (self.mlp_dim,))
 
+    def uses_gradient_fence(self, training=None):
+        """Whether a call with this `training` fences the residual gradient: only in training, then as
+        `gradient_fence` says, or the global switch, or the backend's default (JAX on the CPU)."""
+        if not training:
+            return False
+        enabled = self.gradient_fence
+        if enabled is None:
+            enabled = is_gradient_fence_enabled()
+        if enabled is None:
+            enabled = xla_cpu.on_jax_cpu()
+        return enabled
+
+    def _fence(self, x, training):
+        return xla_cpu.gradient_fence(x) if self.uses_gradient_fence(training) else x
+
     def _mlp(self, x, training):
-        x = fence_residual_gradient(x, training)
+        x = self._fence(x, training)
         h = self.mlp_dense1(self.norm2(x))
         h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
         return x + self.out_dropout_layer(h, training=training)
@@ -195,7 +198,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
             return self._rematerialized_call(tokens, position_embedding, class_token, training)
         if class_token is not None and self.attention == "joint":
             raise ValueError(f"{self.name}: a bypassing class_token is only for separable attention.")
-        tokens = fence_residual_gradient(tokens, training)
+        tokens = self._fence(tokens, training)
         y = self.norm1(tokens)
         class_pos = None
         if position_embedding is not None:
@@ -246,7 +249,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         the block's forward again. Dropout must draw the same masks the second time, so the seed
         states of the block's dropout layers go in as inputs, are restored at the start of every
         (re)computation, and their advanced values come out as outputs."""
-        _warn_if_remat_undone()
+        xla_cpu.warn_if_remat_undone()
         states = [
             layer.seed_generator.state
             for layer in self._flatten_layers(include_self=False)
@@ -328,6 +331,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 "attention_dropout": self.attention_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "remat": self.remat,
+                "gradient_fence": self.gradient_fence,
             }
         )
         return config

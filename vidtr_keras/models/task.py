@@ -5,23 +5,17 @@
     classifier.predict_top_k(frames, k=5)   # [[(class name, probability), ...]]
     classifier.save_to_preset("my_preset")  # config.json, model.weights.h5, classes.txt, metadata.json
 
-A run directory, a preset directory, a `.keras` file (e.g. a converted official checkpoint from
-`vidtr convert`) and a preset name are the same thing to `from_preset`.
+`from_preset` takes every spec `vidtr_keras.models.loading.load_model` does: a preset directory, a run
+directory, a `.keras` file, an official checkpoint or a preset name.
 """
-
-import json
-import os
 
 import keras
 import numpy as np
 
 from vidtr_keras.layers.preprocessing import VidTrPreprocessor
+from vidtr_keras.models import preset_dir as _preset_format
 from vidtr_keras.models.classifier import VidTrClassifier
-
-PRESET_CONFIG_FILE = "config.json"
-PRESET_WEIGHTS_FILE = "model.weights.h5"
-PRESET_METADATA_FILE = "metadata.json"
-CLASSES_FILE = "classes.txt"  # the run directory's name for the same file (`vidtr_keras.run_dir`)
+from vidtr_keras.models.loading import load_model
 
 
 def _default_preprocessor(backbone, num_frames=None):
@@ -32,11 +26,6 @@ def _default_preprocessor(backbone, num_frames=None):
             "Pass `preprocessor=VidTrPreprocessor(...)` (or None) explicitly."
         )
     return VidTrPreprocessor(crop_size=size[0], num_frames=num_frames or backbone.num_frames, name="preprocessor")
-
-
-def _read_names(path):
-    with open(path) as f:
-        return [line.strip() for line in f if line.strip()]
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
@@ -176,103 +165,40 @@ class VidTrVideoClassifier(VidTrClassifier):
     def save_to_preset(self, preset_dir):
         """Writes a preset directory that `from_preset` loads on any backend.
 
-        Files: `config.json` (the model's Keras config: backbone, classifier, preprocessor, class
-        names), `model.weights.h5`, `classes.txt` (when the model has class names) and
-        `metadata.json` (versions, backend, parameter count).
+        Files (`vidtr_keras.models.preset_dir`): `config.json` (the model's Keras config: backbone,
+        classifier, preprocessor, class names), `model.weights.h5`, `classes.txt` (when the model has
+        class names) and `metadata.json` (versions, backend, parameter count).
         """
-        preset_dir = os.fspath(preset_dir)
-        os.makedirs(preset_dir, exist_ok=True)
-        config = keras.saving.serialize_keras_object(self)
-        with open(os.path.join(preset_dir, PRESET_CONFIG_FILE), "w") as f:
-            json.dump(config, f, indent=2)
-        self.save_weights(os.path.join(preset_dir, PRESET_WEIGHTS_FILE))
-        if self.class_names:
-            with open(os.path.join(preset_dir, CLASSES_FILE), "w") as f:
-                f.writelines(f"{n}\n" for n in self.class_names)
-        import vidtr_keras
-
-        metadata = {
-            "vidtr_keras_version": vidtr_keras.__version__,
-            "keras_version": keras.__version__,
-            "saved_with_backend": keras.backend.backend(),
-            "parameter_count": int(self.count_params()),
-            "num_classes": self.num_classes,
-        }
-        with open(os.path.join(preset_dir, PRESET_METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2)
-        return preset_dir
+        return _preset_format.save_preset(self, preset_dir)
 
     @classmethod
     def from_preset(cls, preset, weights=None, num_classes=None, class_names=None, preprocessor="default"):
-        """A classifier from a preset directory, a `vidtr train` run directory, a `.keras` file or a
-        preset name.
+        """A classifier from any model spec: a preset directory, a `vidtr train` run directory, a
+        `.keras` file, an official checkpoint or a preset name (`vidtr_keras.models.loading.load_model`).
 
         Args:
-            preset: a directory written by `save_to_preset`; a run directory (its last checkpoint and
-                `classes.txt`); a `.keras` model file (e.g. `vidtr convert` of an official checkpoint);
-                or a preset name (`vidtr_keras.preset_names()`, randomly initialised unless `weights`).
-            weights: with a preset name, a `.weights.h5` file or an official `.pth`/`.npz` checkpoint.
+            preset: the spec. A run directory gives its last checkpoint, its class names and the clip
+                (frames, crop) it was trained on; a preset name is randomly initialised unless `weights`.
+            weights: a `.weights.h5` file or an official `.pth`/`.npz` checkpoint to load into it.
             num_classes: replace the classifier by a new one of this width when it differs.
             class_names: class names (they set `num_classes`); by default the stored ones.
             preprocessor: "default" (the stored one, else the test-time centre view), a
                 `VidTrPreprocessor`, or None.
         """
-        import vidtr_keras  # noqa: F401 - registers the serialisable classes
-        from vidtr_keras.models.presets import preset_names
-
-        source = os.fspath(preset)
         if class_names is not None:
             class_names = [str(n) for n in class_names]
             if num_classes is not None and num_classes != len(class_names):
                 raise ValueError(f"num_classes={num_classes} but class_names has {len(class_names)} names.")
             num_classes = len(class_names)
-        stored_names = None
+        loaded = load_model(preset, weights=weights)
         stored_preprocessor = None
-        if os.path.isdir(source) and os.path.exists(os.path.join(source, PRESET_CONFIG_FILE)):
-            if weights is not None:
-                raise ValueError(
-                    f"{source!r} is a preset directory with its own weights; `weights` is for preset names."
-                )
-            with open(os.path.join(source, PRESET_CONFIG_FILE)) as f:
-                config = json.load(f)
-            model = keras.saving.deserialize_keras_object(config)
-            weights_path = os.path.join(source, PRESET_WEIGHTS_FILE)
-            if not os.path.exists(weights_path):
-                raise FileNotFoundError(f"The preset {source!r} has no {PRESET_WEIGHTS_FILE}.")
-            model.load_weights(weights_path)
-        elif os.path.isdir(source) or source.endswith(".keras") or source in preset_names():
-            from vidtr_keras import run_dir
-            from vidtr_keras.apps import predict as inference
-
-            if os.path.isdir(source) and not run_dir.is_run_dir(source):
-                raise FileNotFoundError(
-                    f"{source!r} is neither a preset directory (no {PRESET_CONFIG_FILE}) nor a `vidtr train` run "
-                    f"directory (no {run_dir.CHECKPOINT_FILE})."
-                )
-            if weights is not None and source not in preset_names():
-                raise ValueError(f"`weights` goes with a preset name; {source!r} holds its own weights.")
-            model, _ = inference.load_model(source, weights=weights)
-            if os.path.isdir(source):
-                names_file = run_dir.class_names_file(source)
-                stored_names = _read_names(names_file) if names_file else None
-                pointer = run_dir.read_checkpoint(source)
-                train_config = pointer.get("config", {})
-                if train_config.get("crop_size") or train_config.get("clip_len"):
-                    stored_preprocessor = dict(
-                        crop_size=train_config.get("crop_size") or model.backbone.image_size[0],
-                        num_frames=train_config.get("clip_len") or model.backbone.num_frames,
-                    )
-        elif os.path.exists(source):
-            raise ValueError(
-                f"{source!r}: expected a preset directory, a `vidtr train` run directory, a .keras file or a "
-                "preset name."
+        clip = loaded.clip or {}
+        if clip.get("crop_size") or clip.get("clip_len"):
+            stored_preprocessor = dict(
+                crop_size=clip.get("crop_size") or loaded.model.backbone.image_size[0],
+                num_frames=clip.get("clip_len") or loaded.model.backbone.num_frames,
             )
-        else:
-            raise ValueError(
-                f"Unknown preset {source!r}: not a directory or file, and not a preset name "
-                f"({', '.join(preset_names())})."
-            )
-        return cls._wrap(model, stored_names, stored_preprocessor, num_classes, class_names, preprocessor)
+        return cls._wrap(loaded.model, loaded.class_names, stored_preprocessor, num_classes, class_names, preprocessor)
 
     @classmethod
     def _wrap(cls, model, stored_names, stored_preprocessor, num_classes, class_names, preprocessor):

@@ -1,10 +1,9 @@
 """Training: the released recipe's optimiser and schedule, the per-epoch checkpoint, and `train`."""
 
-from vidtr_keras.training.backend_tuning import fast_jax_cpu_rng, tune_backend
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states, rng_states
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, RELEASED_MILESTONES, EpochStepDecay, scaled_milestones
-from vidtr_keras.training.trainer import SMALL_MODEL_MACS, TrainConfig, intra_op_threads, train
+from vidtr_keras.training.trainer import TrainConfig, train
 
 __all__ = [
     "CoupledSGD",
@@ -12,13 +11,9 @@ __all__ = [
     "EpochStepDecay",
     "RELEASED_EPOCHS",
     "RELEASED_MILESTONES",
-    "SMALL_MODEL_MACS",
     "TrainConfig",
-    "fast_jax_cpu_rng",
-    "intra_op_threads",
     "restore_rng_states",
     "rng_states",
     "scaled_milestones",
     "train",
-    "tune_backend",
 ]

@@ -1,14 +1,27 @@
-"""The per-epoch checkpoint of `train`, and the random-generator states that make `resume` exact."""
+"""The per-epoch checkpoint of `train`, and the random-generator states that make `resume` exact.
 
+`train` writes a run directory (`vidtr_keras.models.preset_dir`): after every epoch the checkpoint as a
+preset directory `epoch_NNN/` (the model with its optimizer state, the class names, the clip geometry,
+plus `rng.npz`, the random generators' states, which Keras does not save), then the pointer
+`checkpoint.json`, then `log.csv`. The checkpoint is written under a temporary name and renamed, and
+the pointer is written last, so a run killed at any moment leaves a consistent checkpoint; older
+checkpoints are removed once the pointer has moved on.
+"""
+
+import csv
 import dataclasses
 import os
+import shutil
 import time
 
 import keras
 import numpy as np
 from keras import ops
 
-from vidtr_keras import run_dir
+from vidtr_keras.models import preset_dir
+
+LOG_FILE = "log.csv"
+RNG_FILE = "rng.npz"
 
 
 def rng_states(model):
@@ -29,6 +42,26 @@ def restore_rng_states(model, states):
         variable.assign(states[key].astype(variable.dtype))
 
 
+def write_log(path, history):
+    """`log.csv` from the history (a list of per-epoch dicts), columns in order of first appearance."""
+    columns = []
+    for row in history:
+        columns.extend(c for c in row if c not in columns)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
 def _seed_torch_for_epoch(seed, epoch):
     """Torch's dropout draws from torch's global generator, which Keras' torch data loader also draws
     from (a different number of times in a resumed run); seeding it from (seed, epoch) at the start of
@@ -41,13 +74,14 @@ def _seed_torch_for_epoch(seed, epoch):
 class EpochCheckpoint(keras.callbacks.Callback):
     """Sets the data epoch, then after every epoch writes the checkpoint and the CSV log.
 
-    The files are those of the run-directory format (`vidtr_keras.run_dir`). `log`, if given, is
-    called with a line of text when videos could not be decoded.
+    The files are those of a run directory (see the module docstring). `class_names` go into every
+    checkpoint; `log`, if given, is called with a line of text when videos could not be decoded.
     """
 
-    def __init__(self, output, config, datasets, history, schedule, log=None):
+    def __init__(self, output, config, datasets, history, schedule, log=None, class_names=None):
         super().__init__()
         self.output = output
+        self.class_names = class_names
         self.config = config
         self.datasets = datasets
         self.history = list(history)
@@ -75,22 +109,27 @@ class EpochCheckpoint(keras.callbacks.Callback):
         row["videos_failed"] = len(failures)
         self.history.append(row)
         stem = f"epoch_{epoch + 1:03d}"
-        run_dir.save_model_atomic(self.model, os.path.join(self.output, f"{stem}.keras"))
-        run_dir.savez_atomic(os.path.join(self.output, f"{stem}.rng.npz"), rng_states(self.model))
+        tmp = os.path.join(self.output, f".tmp-{stem}")
+        _remove(tmp)  # left by a run killed while writing it
+        clip = {key: getattr(self.config, key) for key in preset_dir.CLIP_KEYS}
+        preset_dir.save_preset(self.model, tmp, self.class_names, clip, metadata={"epoch": epoch + 1})
+        np.savez(os.path.join(tmp, RNG_FILE), **rng_states(self.model))
+        _remove(os.path.join(self.output, stem))  # written by a run killed before its pointer moved here
+        os.replace(tmp, os.path.join(self.output, stem))
         pointer = {
             "epoch": epoch + 1,
-            "model": f"{stem}.keras",
-            "rng": f"{stem}.rng.npz",
+            "checkpoint": stem,
+            "rng": f"{stem}/{RNG_FILE}",
             "backend": keras.backend.backend(),
             "config": dataclasses.asdict(self.config),
             "history": self.history,
             "failures": failures,
         }
-        run_dir.write_json(os.path.join(self.output, run_dir.CHECKPOINT_FILE), pointer)
-        run_dir.write_log(os.path.join(self.output, run_dir.LOG_FILE), self.history)
+        preset_dir.write_json(os.path.join(self.output, preset_dir.RUN_POINTER_FILE), pointer)
+        write_log(os.path.join(self.output, LOG_FILE), self.history)
         for name in os.listdir(self.output):
-            if name.startswith("epoch_") and not name.startswith(stem):
-                os.remove(os.path.join(self.output, name))
+            if name.startswith("epoch_") and name != stem:
+                _remove(os.path.join(self.output, name))
         if self.log is not None and failures:
             self.log(
                 f"{len(failures)} video(s) could not be decoded and were replaced: " + ", ".join(sorted(failures)[:5])

@@ -3,8 +3,8 @@
 Training follows the released recipe by default: SGD with momentum 0.9 and L2 weight decay 1e-5 added
 to the gradient (as `torch.optim.SGD` does; `CoupledSGD`), lr 0.01, x0.1 after epochs 25 and 40 of 50;
 for a shorter run the milestones keep their place in it (50 % and 80 % of the epochs, rounded to the
-nearest epoch: 10 epochs -> 5 and 8). A checkpoint is written after every epoch (the run-directory
-format of `vidtr_keras.run_dir`), so `resume=True` continues a killed run exactly: same weights,
+nearest epoch: 10 epochs -> 5 and 8). A checkpoint is written after every epoch (a run directory, see
+`vidtr_keras.models.preset_dir`), so `resume=True` continues a killed run exactly: same weights,
 optimizer state, data order and augmentation as if it had never stopped.
 """
 
@@ -15,11 +15,13 @@ import keras
 import numpy as np
 
 from vidtr_keras import data as vdata
-from vidtr_keras import run_dir
+from vidtr_keras.backends import tune_backend
+from vidtr_keras.backends.torch_cpu import intra_op_threads, torch_threads
 from vidtr_keras.data.annotations import AnnotationProblem
-from vidtr_keras.apps.predict import clip_geometry, load_model
-from vidtr_keras.training.backend_tuning import tune_backend
-from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states
+from vidtr_keras.data.sampling import clip_geometry
+from vidtr_keras.models import preset_dir
+from vidtr_keras.models.loading import load_model
+from vidtr_keras.training.callbacks import LOG_FILE, EpochCheckpoint, restore_rng_states, write_log
 from vidtr_keras.training.optimizers import CoupledSGD
 from vidtr_keras.training.schedules import RELEASED_EPOCHS, EpochStepDecay, scaled_milestones
 
@@ -48,47 +50,95 @@ _RESUME_KEYS = (
 )
 
 
+def _setting(default=dataclasses.MISSING, *, help, **cli):
+    """A `TrainConfig` field and how to set it from text: `help` (parameters named in backticks), and
+    optionally `flag` (its name on a command line when it is not the field's, e.g. `--no-flip` for a
+    switch that is on by default; None: no flag), `choices`, `parse` (text -> value, raising ValueError
+    that names the parameter). `vidtr train` builds its flags from these, so each default lives here only."""
+    return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
+def threads_from_text(text):
+    """`threads` as written on a command line: auto, default (None: the backend's own) or a number."""
+    if text in ("auto", "default"):
+        return None if text == "default" else text
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"`threads` must be auto, default or a positive number, got {text!r}")
+    return int(text)
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything `train` needs; stored in the checkpoint so ``resume`` needs only the output directory."""
+    """Everything `train` needs; stored in the checkpoint so ``resume`` needs only the output directory.
 
-    output: str
-    model: str = None
-    train: str = None
-    val: str = None
-    root: str = None
-    val_root: str = None
-    weights: str = None
-    labels: str = None
-    num_classes: int = None
-    epochs: int = RELEASED_EPOCHS
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    milestones: list = None
-    gamma: float = 0.1
-    seed: int = 0
-    clip_len: int = None
-    rate: int = None
-    crop_size: int = None
-    short_side: int = None
-    workers: int = 1
-    distribute: str = None
-    jit_compile: str = "auto"
-    # Intra-op CPU threads of the PyTorch backend during the run: "auto" (one thread for a small
-    # model, see `intra_op_threads`), an integer, or None (torch's default: one per core).
-    threads: object = "auto"
-    check_videos: bool = True
-    multi_label: bool = None
-    # Memory and speed (they apply to a model built from a preset): rematerialise every encoder block
-    # in the backward pass (less activation memory, about one more forward pass of compute), and
-    # bfloat16 compute with float32 weights (`mixed_bfloat16`).
-    remat: bool = False
-    mixed_precision: bool = False
-    # Random horizontal flips of training clips (the released augmentation). Turn them off for data
-    # whose labels change under a mirror image, e.g. left vs right motion.
-    flip: bool = True
+    Each field's metadata says what it does (`help`) and how it is written as a command-line flag (see
+    `_setting`); the defaults are those of the released recipe.
+    """
+
+    output: str = _setting(help="run directory: checkpoints, log.csv")
+    model: str = _setting(None, help="preset name, .keras file or `vidtr train` output directory")
+    train: str = _setting(None, help="training list")
+    val: str = _setting(None, help="validation list (one centre-cropped clip per video)")
+    root: str = _setting(None, help="directory the lists' paths are relative to")
+    val_root: str = _setting(None, help="root of the validation videos (default: `root`)")
+    weights: str = _setting(None, help=".weights.h5 or official .pth/.npz checkpoint to load into the model")
+    labels: str = _setting(None, help="class-names file; sets the number of classes")
+    num_classes: int = _setting(None, help="classes (default: `labels`, else the model's)")
+    epochs: int = _setting(RELEASED_EPOCHS, help="training epochs")
+    batch_size: int = _setting(8, help="clips per training step")
+    lr: float = _setting(0.01, help="learning rate (SGD with momentum)")
+    momentum: float = _setting(0.9, help="SGD momentum")
+    weight_decay: float = _setting(1e-5, help="L2 added to the gradient (torch SGD style)")
+    milestones: list[int] = _setting(
+        None,
+        help="epochs where the lr is multiplied by `gamma` (default 25 40 of 50, scaled for shorter runs)",
+    )
+    gamma: float = _setting(0.1, help="learning-rate factor at each milestone")
+    seed: int = _setting(0, help="makes the run repeatable (data order, augmentation, init)")
+    clip_len: int = _setting(None, help="frames per clip (default: the model's)", flag=None)
+    rate: int = _setting(None, help="frame sampling rate (default: 64 // clip length, e.g. 8 for 8 frames)")
+    crop_size: int = _setting(None, help="crop side in px (default: the model's image size)")
+    short_side: int = _setting(None, help="training resize (default 256/224 x crop size)")
+    workers: int = _setting(1, help="data-loading threads")
+    distribute: str = _setting(
+        None,
+        help="data-parallel: split every batch over all devices (JAX, keras.distribution.DataParallel)",
+        choices=("none", "data-parallel"),
+    )
+    jit_compile: str = _setting(
+        "auto", help="compile the training step (auto: Keras' choice)", choices=("auto", "on", "off")
+    )
+    # One thread for a small model: its ops are too small to split, and a parallel region then only
+    # waits for a second core that another process may hold (see `intra_op_threads`).
+    threads: object = _setting(
+        "auto",
+        help="PyTorch intra-op CPU threads: auto (1 for a small model such as the tiny presets, whose ops are "
+        "too small to split; torch's default otherwise), a number, or 'default'",
+        parse=threads_from_text,
+    )
+    check_videos: bool = _setting(
+        True,
+        help="only check that the videos exist before training, without opening each one",
+        flag="--no-check-videos",
+    )
+    multi_label: bool = _setting(
+        None, help="binary cross-entropy on multi-hot targets (default: when a list has several labels per video)"
+    )
+    # Memory and speed; they apply to a model built from a preset (a saved model keeps its own).
+    remat: bool = _setting(
+        False,
+        help="rematerialise every encoder block in the backward pass: less activation memory, about "
+        "one more forward pass of compute",
+    )
+    mixed_precision: bool = _setting(
+        False, help="bfloat16 compute with float32 weights (keras 'mixed_bfloat16' policy)"
+    )
+    # The released augmentation; off for data whose labels change under a mirror image.
+    flip: bool = _setting(
+        True,
+        help="no random horizontal flips (for classes that a mirror image changes, e.g. moving left/right)",
+        flag="--no-flip",
+    )
 
 
 def _resumed_config(config, stored):
@@ -161,19 +211,11 @@ def _jit(value):
         if keras.backend.backend() == "torch":
             raise ValueError(
                 "`jit_compile` on (torch.compile) is not supported with the torch backend: compiling the Keras "
-                "training step of even vidtr_tiny did not finish in 9 minutes on a 2-core CPU; use auto (eager, "
+                "training step does not finish in practical time on a CPU, even for vidtr_tiny; use auto (eager, "
                 "with `threads` auto for small models)."
             )
         return True
     return False
-
-
-# Below this many multiply-adds per training batch (forward pass), PyTorch's per-op work is too
-# small to split over threads: an OpenMP parallel region then only adds a barrier, which costs a
-# whole scheduler time slice (10-16 ms measured on a shared 2-core machine) whenever another process
-# holds the other core. vidtr_tiny's walk-through batch (2 x 4 x 32 x 32) is about 3e6; VidTr-S at
-# 8 x 224 x 224 is 1.6e11 per clip and gains from every core.
-SMALL_MODEL_MACS = 1e9
 
 
 def _batch_macs(model, geometry, batch_size):
@@ -184,60 +226,6 @@ def _batch_macs(model, geometry, batch_size):
     except (TypeError, ValueError, AttributeError, KeyError):
         return None  # not a VidTr model: no analytic count
     return report.macs * batch_size
-
-
-def intra_op_threads(threads, batch_macs, backend=None):
-    """The PyTorch intra-op thread count a run uses: None keeps the backend's default.
-
-    Args:
-        threads: "auto", None or a positive integer.
-        batch_macs: multiply-adds of the forward pass of one training batch (None: unknown).
-        backend: the Keras backend (the current one by default).
-
-    "auto" picks 1 on PyTorch when `batch_macs` < `SMALL_MODEL_MACS` (eager PyTorch runs thousands of
-    tiny ops per step of a small model; each parallel region waits for a second thread that may not
-    be scheduled), else the default. TensorFlow and JAX keep their own thread pools (they fix them at
-    start-up), so an explicit integer is an error there.
-    """
-    backend = backend or keras.backend.backend()
-    if threads is None:
-        return None
-    if threads == "auto":
-        if backend == "torch" and batch_macs is not None and batch_macs < SMALL_MODEL_MACS:
-            return 1
-        return None
-    value = int(threads) if isinstance(threads, (int, np.integer)) or str(threads).isdigit() else 0
-    if isinstance(threads, bool) or value < 1:
-        raise ValueError(f"`threads` must be 'auto', None or a positive integer, got {threads!r}.")
-    if backend != "torch":
-        raise ValueError(
-            f"`threads` {value} applies to the PyTorch backend; {backend!r} fixes its thread pool at start-up "
-            "(TensorFlow: tf.config.threading before any op; JAX: XLA_FLAGS). Use 'auto' here."
-        )
-    return value
-
-
-class _torch_threads:
-    """Sets torch's intra-op threads for the `with` block and restores them afterwards."""
-
-    def __init__(self, threads):
-        self.threads = threads
-        self.previous = None
-
-    def __enter__(self):
-        if self.threads is not None:
-            import torch  # the backend's own setting; only reached on the torch backend
-
-            self.previous = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            import torch
-
-            torch.set_num_threads(self.previous)
-        return False
 
 
 def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=None):
@@ -257,10 +245,10 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     output = config.output
     if not output:
         raise ValueError("train needs an output directory (`output`).")
-    stored = run_dir.read_checkpoint(output)
+    stored = preset_dir.read_run_pointer(output)
     if resume:
         if stored is None:
-            raise FileNotFoundError(f"`resume`: no checkpoint in {output!r} ({run_dir.CHECKPOINT_FILE} not found).")
+            raise FileNotFoundError(f"`resume`: no checkpoint in {output!r} ({preset_dir.RUN_POINTER_FILE} not found).")
         config = _resumed_config(config, stored["config"])
         start_epoch = int(stored["epoch"])
         history = stored["history"]
@@ -297,19 +285,18 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     scope = distribution.scope() if distribution is not None else _null_scope()
     with scope:
         if resume:
-            import vidtr_keras  # noqa: F401 - registers the serialisable classes
-
-            model = keras.saving.load_model(os.path.join(output, stored["model"]))
+            model = load_model(output, compile=True).model  # the last checkpoint, with its optimizer state
             with np.load(os.path.join(output, stored["rng"])) as states:
                 restore_rng_states(model, dict(states))
-            notes = [f"resumed from {stored['model']} (epoch {start_epoch} of {config.epochs})"]
+            notes = [f"resumed from {stored['checkpoint']} (epoch {start_epoch} of {config.epochs})"]
         else:  # without labels / num_classes the model keeps its width; labels are checked below
             overrides = {}
             if config.remat:
                 overrides["remat"] = True
             if config.mixed_precision:
                 overrides["dtype"] = "mixed_bfloat16"
-            model, notes = load_model(config.model, config.weights, num_classes=num_classes, overrides=overrides)
+            loaded = load_model(config.model, config.weights, num_classes=num_classes, overrides=overrides)
+            model, notes = loaded.model, loaded.notes
         classes = int(model.output_shape[-1])
         bad = [r for r in train_list.records + (val_list.records if val_list else []) if max(r.labels) >= classes]
         if bad:
@@ -359,9 +346,6 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
             model.jit_compile = jit_compile if jit_compile != "auto" else model.jit_compile
 
         os.makedirs(output, exist_ok=True)
-        if names is not None:
-            with open(os.path.join(output, run_dir.CLASSES_FILE), "w") as f:
-                f.writelines(f"{n}\n" for n in names)
         if log is not None:
             log(
                 f"training {config.model} on {len(train_list)} videos "
@@ -376,9 +360,9 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 )
                 + f"; {'; '.join(notes)}",
             )
-        checkpoint = EpochCheckpoint(output, config, [train_data, val_data], history, schedule, log)
+        checkpoint = EpochCheckpoint(output, config, [train_data, val_data], history, schedule, log, names)
         if history:
-            run_dir.write_log(os.path.join(output, run_dir.LOG_FILE), history)
+            write_log(os.path.join(output, LOG_FILE), history)
         train_data.set_epoch(start_epoch)
         # JAX on CPU: Threefry dropout bits lowered as straight-line code (the same bits; less memory).
         if tune_backend()["fast_jax_cpu_rng"] and log is not None:
@@ -386,7 +370,7 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         threads = intra_op_threads(config.threads, _batch_macs(model, geometry, config.batch_size))
         if log is not None and threads is not None:
             log(f"PyTorch intra-op threads: {threads} (threads={config.threads!r})")
-        with _torch_threads(threads):
+        with torch_threads(threads):
             _fit(model, train_data, val_data, config, start_epoch, [checkpoint, *callbacks], verbose)
     return {
         "output": output,

@@ -3,25 +3,28 @@ ways in one process, interleaved.
 
 Joint attention runs softmax(q k^T) v as one `keras.ops.dot_product_attention` call on PyTorch
 (`torch.nn.functional.scaled_dot_product_attention`, which never materialises the attention map)
-wherever the probabilities are neither returned nor dropped out (`JointAttention._fused`). This
+wherever the probabilities are neither returned nor dropped out (`JointAttention.uses_fused_attention`). This
 script shows what that buys per model: in one fresh PyTorch process per model, inference calls
-alternate between the fused form and the plain one (the layer's own code with `_fused` switched
-off), so that both see the same machine state; the median of each and their ratio are reported,
+alternate between the fused form and the plain one (the layer's own code, switched with
+`vidtr_keras.config.enable_fused_attention()` / `disable_fused_attention()`), so that both see the same machine state; the median of each and their ratio are reported,
 with the largest output difference. VidTr-S has no joint attention layer: its row measures the
 noise of the comparison. TensorFlow and JAX keep the plain form (measured no faster with the fused
 call at VidTr's shapes), so they have nothing to compare here.
 
-    python -m reproduce fused_attention [--quick]
+Writes results/fused_attention.{md,csv}.
+
+    python -m benchmarks fused_attention [--quick]
 """
 
+import argparse
 import json
 import os
 import sys
 
-from reproduce import _common
-from reproduce.benchmark import _installed
+from reproduce import common
 
 PRESETS = (("vanilla_s", 8), ("cvidtr_s", 8), ("vidtr_s", 8))
+TIMEOUT_S = 1800  # one model's process: warm-up and every round of both forms
 QUICK_PRESETS = (("vanilla_s", 8),)
 
 
@@ -33,22 +36,20 @@ def worker(preset, frames, runs):
     import numpy as np
     import torch
 
-    from vidtr_keras.layers import attention
+    from vidtr_keras import config
     from vidtr_keras.models import build_model
 
     model = build_model(preset, num_frames=frames)
     clip = np.random.default_rng(0).standard_normal((1, frames, 224, 224, 3)).astype("float32")
-    fused = attention.JointAttention._fused
-
     def call(use_fused):
-        attention.JointAttention._fused = fused if use_fused else (lambda self, training, scores: False)
+        (config.enable_fused_attention if use_fused else config.disable_fused_attention)()
         try:
             with torch.no_grad():
                 start = time.perf_counter()
                 out = model.predict_on_batch(clip)
                 return time.perf_counter() - start, np.asarray(out)
         finally:
-            attention.JointAttention._fused = fused
+            config.reset_fused_attention()
 
     outputs = {form: call(form)[1] for form in (True, False)}  # warm-up, and the outputs compared
     times = {True: [], False: []}
@@ -71,20 +72,31 @@ def worker(preset, frames, runs):
 
 
 def _measure(ctx, bar, preset, frames, runs):
-    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONUNBUFFERED="1")
-    cmd = [_common.python_executable(), "-m", "reproduce.fused_attention", "--worker", preset, str(frames), str(runs)]
-    result, code, last = _common.run_child(
-        cmd, env, lambda text: ctx.progress.update(bar, description=f"fused_attention: {preset}: {text}")
-    )
-    if code != 0 or result is None:
-        result = {"preset": preset, "frames": frames, "error": f"exit {code}: {last}"}
+    from vidtr_keras.backends.env import child_env
+    from vidtr_keras.complexity.runner import ChildError, ChildTimeout, run_child
+
+    cmd = [common.python_executable(), "-m", "benchmarks.fused_attention", "--worker", preset, str(frames), str(runs)]
+    try:
+        run = run_child(
+            cmd,
+            env=child_env("torch"),
+            cwd=common.ROOT,
+            timeout=TIMEOUT_S,
+            on_progress=lambda text: ctx.progress.update(bar, description=f"fused_attention: {preset}: {text}"),
+            name=f"the fused_attention worker ({preset})",
+        )
+        result = run.result or {"error": f"no RESULT line; last output: {run.last_line or 'none'}"}
+    except (ChildError, ChildTimeout) as err:
+        result = {"error": str(err)}
+    if "error" in result:
+        result.update(preset=preset, frames=frames)
         ctx.log(f"[red]fused_attention {preset}: {result['error']}[/red]")
     ctx.advance(bar, f"fused_attention: {preset} done")
     return result
 
 
 def run(ctx):
-    if not _installed("torch"):
+    if not common.installed("torch"):
         raise RuntimeError("fused_attention compares PyTorch's fused attention: install torch (the torch extra).")
     presets = QUICK_PRESETS if ctx.quick else PRESETS
     runs = 3 if ctx.quick else 5
@@ -128,25 +140,39 @@ def run(ctx):
         f"one warm-up call of each form, then {runs} rounds alternating fused and plain (medians).",
         "fused: the layers as they run by default on PyTorch (`keras.ops.dot_product_attention` in joint "
         "attention: every layer of the vanilla model, C-VidTr's layers after its last pooling layer). "
-        "plain: the same layers with `_fused` switched off, i.e. the softmax(q k^T) v every backend runs "
+        "plain: the same layers with `vidtr_keras.config.disable_fused_attention()`, i.e. the softmax(q k^T) v every backend runs "
         "in training with attention dropout. The largest logit difference between the two is float rounding.",
         "Separable attention stays plain on every backend: a first version of this comparison (same script, "
         "2026-11-27, git history of results/fused_attention.md) also fused its spatial step (197 x 197 maps "
         "per frame and head) and found no gain inside the models: VidTr-S x1.00, C-VidTr-S x1.06, VidTr-M "
         "x0.98 (vanilla-S x0.63), although the step alone at VidTr-S's shapes ran 20.5 -> 11.8 ms.",
     ]
-    return _common.write(
+    return common.write(
         "fused_attention",
         "Fused against plain attention in PyTorch inference, one process per model",
         columns,
         rows,
         notes=notes,
         backends=("torch",),
+        command="python -m benchmarks fused_attention",
     )
 
 
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 4 and argv[0] == "--worker":  # the measuring child process
+        worker(argv[1], int(argv[2]), int(argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks fused_attention",
+        description="Fused against plain joint attention in PyTorch inference, per model (results/fused_attention.md).",
+    )
+    parser.add_argument("--quick", action="store_true", help="vanilla-S only, 3 rounds")
+    args = parser.parse_args(argv)
+    with common.session(quick=args.quick) as ctx:
+        ctx.console.print(f"wrote {run(ctx)}")
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        worker(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
-    else:
-        sys.exit("usage: python -m reproduce fused_attention [--quick]")
+    sys.exit(main())

@@ -1,104 +1,14 @@
-"""Speed and memory of VidTr models on every installed backend, against each backend's own matmul peak.
+"""results/benchmark.{md,csv,png}: the table of every figure, the notes that explain them, the plot.
 
-One fresh process per figure (`python -m vidtr_keras.complexity.benchmark`): the backend's float32
-matmul peak is measured in that same process, before and after the timed calls; the median and the
-spread (min-max) of the timed calls are reported, with the process's peak RSS after compilation and
-the memory model's prediction beside it. The machine's load average is recorded for every figure:
-wall-clock numbers on a shared machine are only comparable as ratios to the peak measured with them.
+Written from the figures `python -m reproduce benchmark` measured (results/benchmark_runs.json keeps
+them), so `python -m reproduce.benchmark --report` rewrites the report without measuring again.
 """
 
 import json
 import os
-import statistics
-import subprocess
-import sys
 
-from reproduce import _common
-
-GIB = 2.0**30
-PRESETS = ("vanilla_s", "vidtr_s", "cvidtr_s", "vidtr_m")
-SCALING = (("vanilla_s", (8, 16)), ("vidtr_s", (8, 16, 32, 64)), ("cvidtr_s", (8, 16, 32, 64)))
-
-
-def _installed(backend):
-    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def figure(ctx, bar, backend, timeout=1800, **kwargs):
-    """Runs one measurement in a fresh process; returns its result dict (with "error" on failure)."""
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    label = f"{backend} {kwargs['preset']} {kwargs['mode']} {kwargs.get('frames') or ''}".strip()
-    if kwargs.get("remat"):
-        label += " remat"
-    if kwargs.get("mixed_precision"):
-        label += " bf16"
-    cmd = [sys.executable, "-m", "vidtr_keras.complexity.benchmark", json.dumps(kwargs)]
-    result = {"backend": backend, **kwargs, "error": "no result"}
-    try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                ctx.progress.update(bar, description=f"benchmark: {label}: {line[9:].strip()}")
-            elif line.startswith("RESULT "):
-                result = json.loads(line[7:])
-        proc.wait(timeout=timeout)
-        if proc.returncode != 0 and "seconds" not in result:
-            err = proc.stderr.read()[-400:].strip().splitlines()
-            result["error"] = f"exit {proc.returncode}: {err[-1] if err else ''}"
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        result["error"] = f"ran past {timeout} s"
-    if "error" in result:
-        ctx.log(f"[red]{label}: {result['error']}[/red]")
-    ctx.advance(bar, f"benchmark: {label} done")
-    return result
-
-
-def _plan(quick, backends, ram_bytes):
-    from vidtr_keras.complexity.memory import fits_in_memory
-
-    runs = 2 if quick else 3
-    plan = []
-    presets = ("vidtr_s",) if quick else PRESETS
-    for backend in backends:
-        for preset in presets:
-            for mode in ("inference", "train"):
-                plan.append((backend, dict(preset=preset, mode=mode, runs=runs, warmup=1)))
-    lean_backends = backends[:1] if quick else backends
-    for backend in lean_backends:
-        plan.append((backend, dict(preset="vidtr_s", mode="train", runs=runs, warmup=1, remat=True)))
-        if not quick:
-            plan.append((backend, dict(preset="vidtr_s", mode="train", runs=runs, warmup=1, mixed_precision=True)))
-    skipped = []
-    if not quick and backends:
-        backend = backends[0]  # scaling in frames on one backend, the fastest in the table above
-        for preset, frame_counts in SCALING:
-            for frames in frame_counts:
-                for remat in (False, True):
-                    fit = fits_in_memory(preset, ram_bytes, frames=frames, remat=remat)
-                    if not fit.fits:
-                        skipped.append((backend, preset, frames, remat, fit.required_bytes))
-                        continue
-                    kwargs = dict(preset=preset, mode="train", frames=frames, runs=1, warmup=1, remat=remat)
-                    plan.append((backend, kwargs))
-    return plan, skipped
-
-
-def run(ctx):
-    backends = [b for b in ("tensorflow", "jax", "torch") if _installed(b)]
-    ram = _common.machine_info()["ram_gib"] * GIB
-    plan, skipped = _plan(ctx.quick, backends, ram)
-    bar = ctx.task("benchmark", len(plan))
-    results = [figure(ctx, bar, backend, **kwargs) for backend, kwargs in plan]
-    _common.RESULTS.mkdir(exist_ok=True)
-    load_start = os.getloadavg()
-    with open(_common.RESULTS / "benchmark_runs.json", "w") as f:  # the raw figures, before any formatting
-        json.dump({"results": results, "skipped": skipped, "backends": backends, "loadavg": load_start}, f, indent=1)
-    return write_report(results, skipped, backends, load_start)
+from reproduce import common
+from reproduce.benchmark.targets import GIB, measured_activations, targets
 
 
 def _fit(preset, frames, remat, mixed_precision=False):
@@ -207,7 +117,7 @@ def write_report(results, skipped, backends, load_start):
                 r["peak_rss"] / GIB,
                 r["baseline_rss"] / GIB,
                 r["state_bytes_model"] / GIB if train else None,
-                _measured_activations(r) / GIB if train else None,
+                measured_activations(r) / GIB if train else None,
                 r["activation_bytes_model"] / GIB if train else None,
                 predicted / GIB if predicted else None,
                 ratio,
@@ -263,8 +173,8 @@ def write_report(results, skipped, backends, load_start):
         "without gain, with the fence in place: YNNPACK dot fusions off (Eigen dots, 7.9 s), oneDNN dot "
         "fusions (7.2 s), XNNPACK dot fusions (8.4 s); before it: the concurrency-optimised scheduler, "
         "fusion emitters off, 512-bit vectors, fast math (not exact anyway).",
-        "`keras.ops.dot_product_attention`, measured per backend at VidTr's shapes (issue 10 asks for it where "
-        "it is exact and faster): on PyTorch it is `scaled_dot_product_attention`, which never writes the "
+        "`keras.ops.dot_product_attention`, measured per backend at VidTr's shapes (wanted where it is exact and "
+        "faster): on PyTorch it is `scaled_dot_product_attention`, which never writes the "
         "attention map; the vanilla model's joint attention ran 150 -> 50 ms per layer with it and vanilla-S "
         "inference x0.63-0.73 ([fused_attention.md](fused_attention.md), one process per model, fused and "
         "plain interleaved), so joint attention uses it on PyTorch wherever the probabilities are neither "
@@ -302,7 +212,7 @@ def write_report(results, skipped, backends, load_start):
     profile = _inference_profile_note()
     if profile:
         notes.insert(0, profile)
-    notes.insert(0, "\n".join(["## The issue's targets, checked on this run", ""] + targets(results)))
+    notes.insert(0, "\n".join(["## The performance targets, checked on this run", ""] + targets(results)))
     notes.insert(1, "## Every figure")
     again = sorted({(r["backend"], r["preset"], r["mode"]) for r in results if r.get("rerun")})
     if again:
@@ -312,7 +222,7 @@ def write_report(results, skipped, backends, load_start):
             "flavour of the figure in one session, on the idle machine; the figures they replace are kept in "
             "benchmark_runs.json under `superseded`): " + ", ".join(" ".join(k) for k in again) + ".",
         )
-    path = _common.write(
+    path = common.write(
         "benchmark",
         "Speed and memory per backend, against each backend's matmul peak",
         columns,
@@ -325,160 +235,30 @@ def write_report(results, skipped, backends, load_start):
 
 
 def _inference_profile_note():
-    """Why inference stays where it is, from the stored `python -m reproduce inference_profile` run
+    """Why inference stays where it is, from the stored `python -m benchmarks inference_profile` run
     (None if there is none)."""
-    path = _common.RESULTS / "inference_profile_runs.json"
+    path = common.RESULTS / "inference_profile_runs.json"
     if not path.exists():
         return None
-    from reproduce.inference_profile import summary
+    from vidtr_keras.complexity.profile import summary
 
     saved = json.loads(path.read_text())
     parts = []
     for backend, result in saved["results"].items():
-        s = summary(result)
+        s = summary(result["rows"], result["peak"])
         parts.append(
             f"{backend}: model-shaped matmuls alone {s['matmul_pct']:.0f} %, the encoder's operations summed "
             f"{s['ops_pct']:.0f} %, the whole forward {s['whole_pct']:.0f} % of the peak measured with them"
         )
     return (
         "Where VidTr-S inference time goes ([inference_profile.md](inference_profile.md), "
-        "`python -m reproduce inference_profile`, its own run): " + "; ".join(parts) + ". The dense matmuls "
+        "`python -m benchmarks inference_profile`, its own run): " + "; ".join(parts) + ". The dense matmuls "
         "at the model's own shapes (1773 tokens, width 768) are the ceiling of the inference share of peak; "
         "the rest (the spatial attention's 108 small batched 197x197 matmuls and softmax, the temporal "
         "attention's 2364 tiny 9x9 ones, LayerNorm, bias and residual adds) runs far below the matmul rate. "
         "The spatial step was an einsum over the (batch, frame, patch, head) layout, which XLA ran 2x slower "
         "than the batched matmuls it now is (JAX: 523 -> 237 ms of the forward pass in the profile)."
     )
-
-
-def _measured_activations(r):
-    """Training activations as measured: peak RSS - RSS before the model - the state the model holds
-    (float32 weights, gradients, momentum; `state_bytes_model`). Includes the runtime's workspace."""
-    return r["peak_rss"] - r["baseline_rss"] - r["state_bytes_model"]
-
-
-# The issue's figures (same machine type, batch 1, 8 x 224 x 224, SGD momentum, before this work): the
-# "no slower than today" references for the joint and compact models' training steps.
-# The matmul peaks measured in that run (GFLOP/s), to compare as % of peak: this run's machine may differ.
-BEFORE_PEAK = {"tensorflow": 424.0, "jax": 474.0, "torch": 213.0}
-BEFORE_TRAIN_S = {
-    ("tensorflow", "vanilla_s"): 4.5,
-    ("jax", "vanilla_s"): 14.5,
-    ("torch", "vanilla_s"): 15.6,
-    ("tensorflow", "cvidtr_s"): 1.42,
-    ("jax", "cvidtr_s"): 1.98,
-    ("torch", "cvidtr_s"): 2.46,
-}
-
-
-def _find(results, backend=None, **match):
-    for r in results:
-        if "seconds" not in r or (backend and r["backend"] != backend):
-            continue
-        if all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None
-
-
-def _before_and_now():
-    """{(backend, preset): {"before": [s, ...], "now": [s, ...], "ref": sha}} from the same-machine
-    comparisons of `python -m reproduce benchmark_before` (results/benchmark_before*.csv; each value
-    is one process's median step)."""
-    import csv
-
-    pairs = {}
-    for path in sorted(_common.RESULTS.glob("benchmark_before*.csv")):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if not row.get("median s"):
-                    continue
-                version, _, sha = row["version"].partition(" ")
-                entry = pairs.setdefault((row["backend"], row["preset"]), {"before": [], "now": [], "ref": ""})
-                entry[version].append(float(row["median s"]))
-                if version == "before":
-                    entry["ref"] = sha.split()[0]
-    return {key: value for key, value in pairs.items() if value["before"] and value["now"]}
-
-
-def _verdict(ok):
-    return "**met**" if ok else "**not met**"
-
-
-def targets(results):
-    """One markdown line per target of the issue, with the figures it is judged on."""
-    lines = []
-    backends = sorted({r["backend"] for r in results if "seconds" in r})
-    base = dict(preset="vidtr_s", frames=8, remat=False, mixed_precision=False)
-    for mode, goal in (("inference", 80.0), ("train", 60.0)):
-        for backend in backends:
-            r = _find(results, backend, mode=mode, **base)
-            if r is None:
-                lines.append(f"- VidTr-S {mode} on {backend} >= {goal:.0f}% of peak: not measured in this run")
-                continue
-            ok = r["percent_of_peak"] >= goal
-            lines.append(
-                f"- VidTr-S {mode} on {backend} >= {goal:.0f}% of its matmul peak: {_verdict(ok)} "
-                f"({r['percent_of_peak']:.0f}%, {r['seconds']:.2f} s, load {r['loadavg'][0]:.1f})"
-            )
-    for backend in backends:
-        plain = _find(results, backend, mode="train", **base)
-        lean = _find(results, backend, mode="train", **dict(base, remat=True))
-        if plain and lean:
-            a, b = _measured_activations(plain), _measured_activations(lean)
-            ratio = a / b if b > 0 else float("inf")
-            lines.append(
-                f"- VidTr-S training activations >= 2x lower with remat on {backend}: {_verdict(ratio >= 2)} "
-                f"({a / GIB:.2f} -> {b / GIB:.2f} GiB measured, {ratio:.1f}x; step {plain['seconds']:.1f} -> "
-                f"{lean['seconds']:.1f} s)"
-            )
-    long = [
-        r for r in results if "seconds" in r and r["preset"] == "vidtr_s" and r["mode"] == "train" and r["frames"] == 64
-    ]
-    if not long:
-        lines.append("- a 64-frame VidTr-S training step on this machine: not run (predicted not to fit, or failed)")
-    for r in long:
-        ratio = r["peak_rss"] / r["predicted_bytes"]
-        lines.append(
-            f"- a 64-frame 224x224 VidTr-S training step runs here{' with remat' if r['remat'] else ''}, memory "
-            f"within 15% of the model: {_verdict(abs(ratio - 1) <= 0.15)} (peak RSS {r['peak_rss'] / GIB:.1f} GiB, "
-            f"model {r['predicted_bytes'] / GIB:.1f} GiB, {ratio:.2f}x; {r['seconds']:.0f} s per step)"
-        )
-    same_machine = _before_and_now()
-    for (backend, preset), before in BEFORE_TRAIN_S.items():
-        r = _find(results, backend, preset=preset, mode="train", frames=8, remat=False, mixed_precision=False)
-        if r is None:
-            continue
-        before_pct = 100.0 * r["gflop"] / before / BEFORE_PEAK[backend]
-        issue = (
-            f"the issue's figure, from another machine: {before} s = {before_pct:.0f}% of a "
-            f"{BEFORE_PEAK[backend]:.0f} GFLOP/s peak; this table: {r['seconds']:.2f} s = "
-            f"{r['percent_of_peak']:.0f}% of {r['peak_gflops']:.0f} GFLOP/s, load {r['loadavg'][0]:.1f}"
-        )
-        pairs = same_machine.get((backend, preset))
-        if pairs:
-            old = statistics.median(pairs["before"])
-            new = statistics.median(pairs["now"])
-            runs = len(pairs["before"]) + len(pairs["now"])
-            lines.append(
-                f"- {preset} training step on {backend} no slower than before (the old code, {pairs['ref']}, "
-                f"timed on this machine in the same run as the current code, {runs} processes, "
-                f"[benchmark_before.md](benchmark_before.md); within 10 %): {_verdict(new <= 1.10 * old)} "
-                f"(median {old:.2f} s before, {new:.2f} s now, x{new / old:.2f}; {issue})"
-            )
-        else:
-            lines.append(
-                f"- {preset} training step on {backend} no slower than before, as % of the backend's matmul peak "
-                f"({issue}): {_verdict(r['percent_of_peak'] >= before_pct * 0.95)}"
-            )
-    for backend in backends:
-        plain = _find(results, backend, mode="train", **base)
-        half = _find(results, backend, mode="train", **dict(base, mixed_precision=True))
-        if plain and half:
-            lines.append(
-                f"- mixed_bfloat16 on {backend} (measured, no target): step {plain['seconds']:.1f} -> "
-                f"{half['seconds']:.1f} s, peak RSS {plain['peak_rss'] / GIB:.2f} -> {half['peak_rss'] / GIB:.2f} GiB"
-            )
-    return lines
 
 
 def _plot(results):
@@ -531,58 +311,5 @@ def _plot(results):
     if axes[1].lines:
         axes[1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(_common.RESULTS / "benchmark.png", dpi=120)
+    fig.savefig(common.RESULTS / "benchmark.png", dpi=120)
     plt.close(fig)
-
-
-def rerun(ctx, backend, preset, mode="train", frames=None):
-    """Measures again the stored figures of (backend, preset, mode[, frames]), every remat / bf16 flavour
-    of them, interleaved in one session so that the ones compared see the same load, replaces them in
-    results/benchmark_runs.json (the replaced ones are kept under "superseded") and rewrites the report.
-    For a figure whose code changed since the full run (e.g. PyTorch's remat)."""
-    path = _common.RESULTS / "benchmark_runs.json"
-    saved = json.loads(path.read_text())
-    chosen = [
-        i
-        for i, r in enumerate(saved["results"])
-        if r.get("backend") == backend
-        and r.get("preset") == preset
-        and r.get("mode") == mode
-        and (frames is None or r.get("frames") == frames)
-    ]
-    if not chosen:
-        raise SystemExit(f"No stored figure of {backend} {preset} {mode} {frames or ''} in {path}.")
-    keys = ("preset", "mode", "frames", "remat", "mixed_precision", "runs", "warmup")
-    bar = ctx.task("benchmark (rerun)", len(chosen))
-    saved.setdefault("superseded", [])
-    for i in chosen:
-        old = saved["results"][i]
-        kwargs = {k: old[k] for k in keys if old.get(k) is not None}
-        kwargs.setdefault("runs", 3)
-        kwargs.setdefault("warmup", 1)
-        new = figure(ctx, bar, backend, **kwargs)
-        new["rerun"] = True
-        saved["superseded"].append(old)
-        saved["results"][i] = new
-    path.write_text(json.dumps(saved, indent=1))
-    return write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"])
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--rerun"] and len(sys.argv) in (4, 5, 6):
-        # --rerun BACKEND PRESET [MODE [FRAMES]]
-        from rich.console import Console
-        from rich.progress import Progress
-
-        args = sys.argv[2:]
-        with Progress(console=Console()) as progress:
-            ctx = _common.Context(progress, progress.console)
-            print(rerun(ctx, args[0], args[1], *(args[2:3] or ["train"]), *(int(a) for a in args[3:4])))
-        sys.exit(0)
-    if sys.argv[1:] != ["--report"]:
-        sys.exit(
-            "usage: python -m reproduce benchmark [--quick]  |  python -m reproduce.benchmark --report  |  "
-            "python -m reproduce.benchmark --rerun BACKEND PRESET [MODE [FRAMES]]"
-        )
-    saved = json.loads((_common.RESULTS / "benchmark_runs.json").read_text())
-    print(write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"]))

@@ -1,21 +1,24 @@
 """Training step of the old code and the current code, measured on this machine in one run.
 
-Issue 10 asks that the vanilla and C-VidTr training steps be no slower than before its work. The
-stored benchmark compares with figures measured elsewhere; this script measures both versions here,
-interleaved, so that they see the same machine and nearly the same load:
+The vanilla and C-VidTr training steps are meant to be no slower than before the performance work
+(67e19ff). The stored benchmark compares with figures measured elsewhere; this script measures both
+versions here, interleaved, so that they see the same machine and nearly the same load:
 
-- the old code is a temporary `git worktree` of REF (default 67e19ff, the last commit before issue
-  10's work landed in 9051b3b), removed at the end, also on error;
+- the old code is a temporary `git worktree` of REF (default 67e19ff, the last commit before the
+  performance work landed in 9051b3b), removed at the end, also on error; so it needs a git clone
+  with that history, and says so clearly in an unpacked copy;
 - the current code is this checkout's working tree (HEAD plus any uncommitted changes);
-- each figure is one fresh process, `reproduce/_step_timer.py` with `PYTHONPATH=<tree>`: the same plain
-  `build_model` + `compile(SGD momentum)` + `train_on_batch` in both trees (no tuning helpers, which
-  the old code does not have), one warm-up step then `runs` timed ones, with the backend's matmul
-  peak measured in the same process;
+- each figure is one fresh process, `benchmarks/_step_timer.py` with `PYTHONPATH=<tree>`, run through
+  `vidtr_keras.complexity.runner`: the same plain `build_model` + `compile(SGD momentum)` +
+  `train_on_batch` in both trees (no tuning helpers, which the old code does not have), one warm-up
+  step then `runs` timed ones, with the backend's matmul peak measured in the same process;
 - order: for each backend, for each preset, old then new (then the pair again with --repeat), one
   process at a time.
 
-    python -m reproduce benchmark_before [--quick]
-    python -m reproduce.benchmark_before --ref 67e19ff --presets vanilla_s,cvidtr_s,vidtr_s \
+Writes results/benchmark_before.{md,csv}.
+
+    python -m benchmarks before [--quick]
+    python -m benchmarks before --ref 67e19ff --presets vanilla_s,cvidtr_s,vidtr_s \
         --backends tensorflow,jax,torch [--runs 3] [--repeat]
 """
 
@@ -24,25 +27,21 @@ import contextlib
 import json
 import os
 import pathlib
-import queue
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import warnings
 
-# The FLOP count below needs no backend (as in `python -m reproduce`); the timed processes set theirs.
+# The FLOP count below needs no backend (as in `python -m benchmarks`); the timed processes set theirs.
 os.environ.setdefault("KERAS_BACKEND", "numpy")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # XLA_FLAGS as the user set it, before anything here imports vidtr_keras (which may add a JAX flag):
 # both versions' processes start from it and make their own additions.
 _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS")
 
-from reproduce import _common  # noqa: E402
+from reproduce import common  # noqa: E402
 
 NAME = "benchmark_before"
 DEFAULT_REF = "67e19ff"
@@ -54,32 +53,36 @@ TIMER = pathlib.Path(__file__).resolve().parent / "_step_timer.py"
 
 
 def _git(*args):
-    proc = subprocess.run(["git", "-C", str(_common.ROOT), *args], capture_output=True, text=True)
+    proc = subprocess.run(["git", "-C", str(common.ROOT), *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`git {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout.strip()
 
 
+class NotAGitClone(RuntimeError):
+    """The old code cannot be read: git is missing, or this is not a git clone."""
+
+
 def resolve_ref(ref):
     """(full sha, short sha, subject) of `ref`; a clear error outside a git checkout or for a missing ref."""
     if shutil.which("git") is None:
-        raise RuntimeError("git is not installed: benchmark_before reads the old code from the repository's history.")
+        raise NotAGitClone("git is not installed: benchmark_before reads the old code from the repository's history.")
     inside = subprocess.run(
-        ["git", "-C", str(_common.ROOT), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True
+        ["git", "-C", str(common.ROOT), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True
     )
     if inside.returncode != 0 or inside.stdout.strip() != "true":
-        raise RuntimeError(
-            f"{_common.ROOT} is not a git checkout: benchmark_before reads the old code (--ref) from the "
+        raise NotAGitClone(
+            f"{common.ROOT} is not a git checkout: benchmark_before reads the old code (--ref) from the "
             "repository's history, so it needs a clone, not an unpacked copy."
         )
     found = subprocess.run(
-        ["git", "-C", str(_common.ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        ["git", "-C", str(common.ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         capture_output=True,
         text=True,
     )
     if found.returncode != 0:
         raise ValueError(
-            f"--ref {ref!r} is not a commit of {_common.ROOT} (a shallow clone may lack it: `git fetch --unshallow`)."
+            f"--ref {ref!r} is not a commit of {common.ROOT} (a shallow clone may lack it: `git fetch --unshallow`)."
         )
     sha = found.stdout.strip()
     return sha, _git("rev-parse", "--short", sha), _git("log", "-1", "--format=%s", sha)
@@ -102,74 +105,41 @@ def worktree(sha):
         yield path
     finally:
         removed = subprocess.run(
-            ["git", "-C", str(_common.ROOT), "worktree", "remove", "--force", path], capture_output=True, text=True
+            ["git", "-C", str(common.ROOT), "worktree", "remove", "--force", path], capture_output=True, text=True
         )
         shutil.rmtree(tmp, ignore_errors=True)
         if removed.returncode != 0:  # e.g. `worktree add` failed half-way: drop its record (its folder is gone)
-            subprocess.run(["git", "-C", str(_common.ROOT), "worktree", "prune"], capture_output=True)
-
-
-def _exit_text(returncode):
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"killed by {name}" + (" (out of memory?)" if returncode == -signal.SIGKILL else "")
-    return f"exit {returncode}"
+            subprocess.run(["git", "-C", str(common.ROOT), "worktree", "prune"], capture_output=True)
 
 
 def measure(ctx, bar, label, tree, backend, args, timeout=TIMEOUT_S):
     """Runs `_step_timer.py` on `tree` in a fresh process; its RESULT dict, or {"error": ...} (also when
     the process imported another tree's vidtr_keras)."""
-    env = dict(os.environ)
-    env.update(
-        KERAS_BACKEND=backend,
-        TF_ENABLE_ONEDNN_OPTS="1",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONPATH=str(tree),
-        PYTHONUNBUFFERED="1",
-    )
+    from vidtr_keras.backends.env import child_env
+    from vidtr_keras.complexity.runner import ChildTimeout, exit_text, run_child
+
+    env = child_env(backend)
+    env["PYTHONPATH"] = str(tree)
     if _USER_XLA_FLAGS is None:
         env.pop("XLA_FLAGS", None)
     else:
         env["XLA_FLAGS"] = _USER_XLA_FLAGS
     cmd = [sys.executable, str(TIMER), json.dumps(args)]
-    result = {"error": "no RESULT line"}
-    with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=tree)
-        lines = queue.Queue()
-
-        def read():
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        timed_out = False
-        while True:
-            try:
-                line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
-            except queue.Empty:
-                if time.monotonic() >= deadline:
-                    timed_out = True
-                    proc.kill()
-                    break
-                continue
-            if line is None:
-                break
-            if line.startswith("PROGRESS "):
-                ctx.progress.update(bar, description=f"{NAME}: {label}: {line[9:].strip()}")
-            elif line.startswith("RESULT "):
-                result = json.loads(line[7:])
-        proc.wait()
-        if timed_out:
-            result = {"error": f"ran past {timeout} s (killed)"}
-        elif proc.returncode != 0 or "median_s" not in result:
-            stderr.seek(0)
-            tail = [t for t in stderr.read()[-3000:].strip().splitlines() if t.strip()]
-            result = {"error": f"{_exit_text(proc.returncode)}: {tail[-1] if tail else 'no output'}"}
+    try:
+        run = run_child(
+            cmd,
+            env=env,
+            cwd=tree,
+            timeout=timeout,
+            on_progress=lambda text: ctx.progress.update(bar, description=f"{NAME}: {label}: {text}"),
+            name=f"the step timer ({label})",
+            check=False,
+        )
+        result = run.result or {}
+        if run.returncode != 0 or "median_s" not in result:
+            result = {"error": f"{exit_text(run.returncode)}: {run.last_line or 'no output'}"}
+    except ChildTimeout:
+        result = {"error": f"ran past {timeout} s (killed)"}
     expected = os.path.realpath(os.path.join(tree, "vidtr_keras"))
     if "vidtr_keras" in result and os.path.realpath(result["vidtr_keras"]) != expected:
         # e.g. an installed vidtr_keras that shadows the tree: the figure would time the wrong code
@@ -231,8 +201,6 @@ def run(
 ):
     """Measures REF and the current tree, interleaved; writes results/NAME.{md,csv} (NAME
     "benchmark_before" unless another is given, e.g. for a re-check of a few models)."""
-    from reproduce.benchmark import _installed
-
     with warnings.catch_warnings():  # the numpy backend's note on custom_gradient: this process only counts
         warnings.simplefilter("ignore", UserWarning)
         from vidtr_keras.complexity.flops import flops
@@ -241,15 +209,15 @@ def run(
     presets = list(presets or (QUICK_PRESETS if ctx.quick else PRESETS))
     runs = int(runs or (2 if ctx.quick else 3))
     if backends is None:
-        backends = [b for b in _common.BACKENDS if _installed(b)]
+        backends = common.installed_backends()
     backends = list(backends)
     unknown = [p for p in presets if p not in preset_names()]
     if unknown:
         raise ValueError(f"unknown preset(s) {unknown}; presets: {', '.join(preset_names())}")
-    bad = [b for b in backends if b not in _common.BACKENDS]
+    bad = [b for b in backends if b not in common.BACKENDS]
     if bad:
-        raise ValueError(f"unknown backend(s) {bad}; backends: {', '.join(_common.BACKENDS)}")
-    missing = [b for b in backends if not _installed(b)]
+        raise ValueError(f"unknown backend(s) {bad}; backends: {', '.join(common.BACKENDS)}")
+    missing = [b for b in backends if not common.installed(b)]
     if missing:
         raise ValueError(f"backend(s) {missing} not installed in {sys.executable}")
     if runs < 1:
@@ -264,7 +232,7 @@ def run(
     passes = 2 if repeat else 1
     measured = []
     with worktree(sha) as old_tree:
-        trees = {"before": (old_tree, f"before {short}"), "now": (str(_common.ROOT), now_label)}
+        trees = {"before": (old_tree, f"before {short}"), "now": (str(common.ROOT), now_label)}
         bar = ctx.task(NAME, len(backends) * len(presets) * 2 * passes)
         for backend in backends:
             for preset in presets:
@@ -349,9 +317,9 @@ def write_report(measured, presets, backends, gflop, runs, passes, frames, image
     uncommitted = ", with uncommitted changes to vidtr_keras/" if now[2] else ""
     compared = [
         f"- **before**: `{short}` ({subject}), checked out in a temporary git worktree (removed after the run)"
-        + (": the last commit before issue 10's work landed (9051b3b)." if sha.startswith(DEFAULT_REF) else "."),
+        + (": the last commit before the performance work landed (9051b3b)." if sha.startswith(DEFAULT_REF) else "."),
         f"- **now**: this checkout's working tree at HEAD `{now[0]}` ({now[1]}){uncommitted}.",
-        "- Each row is one fresh process (`reproduce/_step_timer.py` with `PYTHONPATH` set to the tree; the "
+        "- Each row is one fresh process (`benchmarks/_step_timer.py` with `PYTHONPATH` set to the tree; the "
         "process reports the `vidtr_keras` it imported, checked to be that tree's): "
         f"`build_model(preset, num_frames={frames}, image_size={image_size})`, "
         "`compile(SGD(1e-3, momentum=0.9), SparseCategoricalCrossentropy(from_logits=True))`, one warm-up "
@@ -380,18 +348,23 @@ def write_report(measured, presets, backends, gflop, runs, passes, frames, image
         "## What is compared",
         "\n".join(compared),
     ]
-    return _common.write(
+    return common.write(
         name,
         f"Training step before ({short}) and now, measured in one run on this machine",
         columns,
         rows,
         notes=notes,
         backends=backends,
+        command="python -m benchmarks before" + ("" if name == NAME else f" --name {name}"),
     )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m reproduce.benchmark_before", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks before",
+        description="Training step of an older commit and of the current code, interleaved on this machine "
+        "(results/benchmark_before.md).",
+    )
     parser.add_argument("--ref", default=DEFAULT_REF, help=f"the old code's commit (default {DEFAULT_REF})")
     parser.add_argument("--presets", help=f"comma-separated (default {','.join(PRESETS)})")
     parser.add_argument("--backends", help="comma-separated (default: every installed one)")
@@ -403,26 +376,23 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--image-size", type=int, default=224, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        ctx = _common.Context(progress, console, quick=args.quick)
-        path = run(
-            ctx,
-            ref=args.ref,
-            presets=args.presets.split(",") if args.presets else None,
-            backends=args.backends.split(",") if args.backends else None,
-            runs=args.runs,
-            repeat=args.repeat,
-            frames=args.frames,
-            image_size=args.image_size,
-            name=args.name,
-        )
-    console.print(f"wrote {path}")
+    with common.session(quick=args.quick) as ctx:
+        try:
+            path = run(
+                ctx,
+                ref=args.ref,
+                presets=args.presets.split(",") if args.presets else None,
+                backends=args.backends.split(",") if args.backends else None,
+                runs=args.runs,
+                repeat=args.repeat,
+                frames=args.frames,
+                image_size=args.image_size,
+                name=args.name,
+            )
+        except (NotAGitClone, ValueError) as err:  # before anything was measured: a usage error, not a crash
+            ctx.console.print(f"[red]error:[/red] {err}")
+            return 2
+        ctx.console.print(f"wrote {path}")
     return 0
 
 

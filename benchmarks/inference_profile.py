@@ -1,24 +1,29 @@
 """Where VidTr-S inference time goes, per backend: the forward pass's operations at the model's shapes,
-each timed alone (`vidtr_keras.complexity.inference_profile`), beside the whole forward pass and the
+each timed alone (`vidtr_keras.complexity.profile.inference_profile`), beside the whole forward pass and the
 backend's 2048^3 matmul peak, all measured in one fresh process per backend.
 
 It answers why inference stays below a share of the matmul peak: whether the dense matmuls of the
 model's own shapes reach the 2048^3 rate, and how much time goes to what is not a matmul.
+Writes results/inference_profile.{md,csv,png} and the raw figures to inference_profile_runs.json.
+
+    python -m benchmarks inference_profile [--quick]
+    python -m benchmarks inference_profile --report     the report again from the stored figures
 """
 
+import argparse
 import json
 import os
 import sys
 
-from reproduce import _common
-from reproduce.benchmark import _installed
+from reproduce import common
 
 PRESET = "vidtr_s"
-BACKENDS = ("tensorflow", "jax", "torch")
+TIMEOUT_S = 1800  # one backend's process
 
 
 def worker(preset, runs):
-    """Runs in a fresh process with KERAS_BACKEND set: prints one JSON line per measured row."""
+    """Runs in a fresh process with KERAS_BACKEND set: a PROGRESS line per measured row, then one RESULT
+    line with every row and the matmul peak."""
     import dataclasses
 
     from vidtr_keras.complexity.benchmark import matmul_peak
@@ -31,38 +36,31 @@ def worker(preset, runs):
 
 
 def _measure(ctx, bar, backend, preset, runs):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-    cmd = [_common.python_executable(), "-m", "reproduce.inference_profile", "--worker", preset, str(runs)]
-    result, code, last = _common.run_child(
-        cmd, env, lambda text: ctx.progress.update(bar, description=f"inference profile [{backend}]: {text}")
-    )
-    if code or result is None:
-        raise RuntimeError(f"The {backend} inference profile failed (exit code {code}): {last}")
+    from vidtr_keras.backends.env import child_env
+    from vidtr_keras.complexity.runner import run_child
+
+    cmd = [common.python_executable(), "-m", "benchmarks.inference_profile", "--worker", preset, str(runs)]
+    name = f"the {backend} inference profile"
+    result = run_child(
+        cmd,
+        env=child_env(backend),
+        cwd=common.ROOT,
+        timeout=TIMEOUT_S,
+        on_progress=lambda text: ctx.progress.update(bar, description=f"inference profile [{backend}]: {text}"),
+        name=name,
+    ).result
+    if result is None:
+        raise RuntimeError(f"{name} printed no RESULT line.")
     result["load"] = os.getloadavg()[0]
     ctx.advance(bar, f"inference profile [{backend}] done")
     return result
 
 
 def summary(result):
-    """The figures that explain the forward pass's share of the peak (one backend's result)."""
-    rows, peak = result["rows"], result["peak"]
-    whole = next(r for r in rows if r["kind"] == "model")
-    matmuls = [r for r in rows if r["kind"] == "matmul"]
-    ops = [r for r in rows if r["kind"] == "layer"]
-    mm_time = sum(r["count"] * r["seconds"] for r in matmuls)
-    mm_flop = sum(r["count"] * r["flop"] for r in matmuls)
-    ops_time = sum(r["count"] * r["seconds"] for r in ops)
-    return {
-        "peak": peak,
-        "whole_s": whole["seconds"],
-        "whole_pct": 100 * whole["flop"] / whole["seconds"] / 1e9 / peak,
-        "matmul_pct": 100 * mm_flop / mm_time / 1e9 / peak,  # the model-shaped matmuls alone
-        "matmul_s": mm_time,
-        "ops_s": ops_time,  # the encoder's operations, each alone, summed over the layers
-        "ops_pct": 100 * whole["flop"] / ops_time / 1e9 / peak,  # the forward at the summed operations' time
-        "not_matmul_s": max(0.0, ops_time - mm_time),
-    }
+    """The figures that explain the forward pass's share of the peak (one backend's stored result)."""
+    from vidtr_keras.complexity.profile import summary as profile_summary
+
+    return profile_summary(result["rows"], result["peak"])
 
 
 def _plot(path, results):
@@ -80,7 +78,7 @@ def _plot(path, results):
         values = [summary(results[b])[key] for b in backends]
         ax.bar([x + (i - 1) * width for x in range(len(backends))], values, width, label=label)
     ax.axhline(80, color="k", ls="--", lw=0.8)
-    ax.text(len(backends) - 0.5, 81, "issue's 80 % target", fontsize=7, ha="right")
+    ax.text(len(backends) - 0.5, 81, "80 % target", fontsize=7, ha="right")
     ax.set_xticks(range(len(backends)), backends)
     ax.set_ylabel("% of the backend's 2048^3 matmul peak")
     ax.set_title(f"{PRESET} inference, batch 1: where the share of the peak is lost", fontsize=9)
@@ -139,7 +137,7 @@ def report(results, runs):
         'nothing else takes time. "model-shaped matmuls alone" is the first limit (the qkv, output and '
         "MLP matmuls at the model's token count and widths, compiled alone: smaller and thinner than "
         '2048^3, so below its rate); "encoder operations, summed" adds the time of everything else at its '
-        "real shapes; the whole forward pass is the measured `predict_on_batch`. The issue's 80 % "
+        "real shapes; the whole forward pass is the measured `predict_on_batch`. The 80 % "
         "inference target is reachable only where the first bar is well above 80 %.",
         f"Setup: {PRESET}, batch 1, its preset clip (8 frames of 224x224), float32; each operation "
         f"compiled alone the way the backend runs inference (`jax.jit`; `tf.function` without XLA, as "
@@ -148,36 +146,50 @@ def report(results, runs):
         "shapes with random values (`vidtr_keras.complexity.inference_profile`); "
         "GFLOP counts 2 per multiply-add.",
     ]
-    _plot(_common.RESULTS / "inference_profile.png", results)
-    return _common.write(
+    _plot(common.RESULTS / "inference_profile.png", results)
+    return common.write(
         "inference_profile",
         f"Where {PRESET} inference time goes, per backend",
         columns,
         rows,
         notes=notes,
         backends=tuple(results),
+        command="python -m benchmarks inference_profile",
     )
 
 
 def run(ctx):
     runs = 3 if ctx.quick else 5
-    backends = [b for b in BACKENDS if _installed(b)]
+    backends = common.installed_backends()
     bar = ctx.task("inference profile", len(backends))
     results = {b: _measure(ctx, bar, b, PRESET, runs) for b in backends}
-    _common.RESULTS.mkdir(exist_ok=True)
-    (_common.RESULTS / "inference_profile_runs.json").write_text(
+    common.RESULTS.mkdir(exist_ok=True)
+    (common.RESULTS / "inference_profile_runs.json").write_text(
         json.dumps({"runs": runs, "results": results}, indent=1)
     )
     return report(results, runs)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--worker"] and len(sys.argv) == 4:
-        worker(sys.argv[2], int(sys.argv[3]))
-    elif sys.argv[1:] == ["--report"]:
-        saved = json.loads((_common.RESULTS / "inference_profile_runs.json").read_text())
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 3 and argv[0] == "--worker":  # the measuring child process
+        worker(argv[1], int(argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks inference_profile",
+        description="Where VidTr-S inference time goes, per backend (results/inference_profile.md).",
+    )
+    parser.add_argument("--quick", action="store_true", help="3 timed runs per operation instead of 5")
+    parser.add_argument("--report", action="store_true", help="rewrite the report from the stored figures")
+    args = parser.parse_args(argv)
+    if args.report:
+        saved = json.loads((common.RESULTS / "inference_profile_runs.json").read_text())
         print(report(saved["results"], saved["runs"]))
-    else:
-        sys.exit(
-            "usage: python -m reproduce inference_profile [--quick]  |  python -m reproduce.inference_profile --report"
-        )
+        return 0
+    with common.session(quick=args.quick) as ctx:
+        ctx.console.print(f"wrote {run(ctx)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,8 @@
 """Times a plain Keras training step of one preset with whatever `vidtr_keras` is first on the path.
 
-Run by `reproduce.benchmark_before` once per (backend, preset, version), in a fresh process:
+Run by `benchmarks.before` once per (backend, preset, version), in a fresh process:
 
-    PYTHONPATH=<tree> KERAS_BACKEND=jax python reproduce/_step_timer.py '{"preset": "cvidtr_s"}'
+    PYTHONPATH=<tree> KERAS_BACKEND=jax python benchmarks/_step_timer.py '{"preset": "cvidtr_s"}'
 
 It uses only the public API that every version of vidtr-keras has (`vidtr_keras.models.build_model`)
 and none of the library's tuning helpers, so an old checkout and the current one are timed the way a
@@ -21,7 +21,7 @@ import statistics
 import sys
 import time
 
-# Run as a script, Python puts this file's folder (reproduce/) first on sys.path; only PYTHONPATH's tree
+# Run as a script, Python puts this file's folder (benchmarks/) first on sys.path; only PYTHONPATH's tree
 # may provide the imports.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
@@ -133,7 +133,7 @@ def time_steps(preset, frames, image_size, runs, peak_size, peak_runs):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        sys.exit("usage: python reproduce/_step_timer.py '<json: preset, frames, image_size, runs>'")
+        sys.exit("usage: python benchmarks/_step_timer.py '<json: preset, frames, image_size, runs>'")
     args = dict(DEFAULTS, **json.loads(argv[0]))
     unknown = sorted(set(args) - set(DEFAULTS))
     if unknown:

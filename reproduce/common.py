@@ -1,8 +1,11 @@
-"""Shared by the reproduce scripts: the machine header, result files, progress bars, gaps."""
+"""Shared by the reproduce scripts and the development benchmarks (`benchmarks/`): the machine header,
+result files, progress bars, gaps, which backends are installed, and measurements in fresh processes."""
 
+import contextlib
 import csv
 import datetime
 import importlib.metadata
+import importlib.util
 import os
 import pathlib
 import platform
@@ -62,7 +65,17 @@ def machine_info():
     }
 
 
-def header_lines(title, backends):
+def installed(backend):
+    """Whether the library of a Keras backend ("tensorflow", "jax", "torch") is installed here."""
+    return importlib.util.find_spec(backend) is not None
+
+
+def installed_backends():
+    """The backends of BACKENDS whose library is installed, in that order."""
+    return [b for b in BACKENDS if installed(b)]
+
+
+def header_lines(title, backends, command):
     info = machine_info()
     return [
         f"# {title}",
@@ -72,7 +85,7 @@ def header_lines(title, backends):
         f"- versions: python {info['python']}, keras {info['keras']}, tensorflow {info['tensorflow']}, "
         f"jax {info['jax']}, torch {info['torch']}, numpy {info['numpy']}",
         f"- date: {info['date']}",
-        "- written by `python -m reproduce {name}`; GFLOPs are G multiply-adds per clip (one view), the paper's unit",
+        f"- written by `{command}`; GFLOPs are G multiply-adds per clip (one view), the paper's unit",
         "",
     ]
 
@@ -100,7 +113,7 @@ def gap(ours, paper):
     return f"{(ours / paper - 1) * 100:+.1f}%"
 
 
-def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=()):
+def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=(), command=None):
     """Writes results/NAME.md (header, table, notes) and results/NAME.csv (the same rows).
 
     Args:
@@ -108,9 +121,11 @@ def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=()):
         rows: lists of values (numbers are formatted in the markdown, raw in the CSV).
         notes: markdown paragraphs after the table.
         extra_markdown: more markdown blocks (e.g. a second table) after the notes.
+        command: the command that regenerates the file, for its header (default `python -m reproduce NAME`).
     """
     RESULTS.mkdir(exist_ok=True)
-    lines = [line.replace("{name}", name) for line in header_lines(title, backends)]
+    command = command or f"python -m reproduce {name}"
+    lines = header_lines(title, backends, command)
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
@@ -159,6 +174,18 @@ class Context:
         self.console.log(message)
 
 
+@contextlib.contextmanager
+def session(quick=False):
+    """A rich progress display on the console and the `Context` the scripts get, for a command-line run."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        yield Context(progress, console, quick=quick)
+
+
 def worker(ctx, task, backend, description, timeout=None):
     """Runs a measurement task in a fresh process on `backend`, with a progress bar per model."""
     from vidtr_keras.complexity.measure import run_worker
@@ -173,28 +200,6 @@ def worker(ctx, task, backend, description, timeout=None):
             ctx.log(f"[red]{backend} {item['label']}: {item['error']}[/red]")
 
     return run_worker(task, backend, on_item=on_item, timeout=timeout)
-
-
-def run_child(cmd, env, on_progress=None):
-    """Runs a measuring child process that prints `PROGRESS <text>` lines and one `RESULT <json>` line.
-
-    stderr goes into the same pipe (read line by line, so a chatty child can never block on a full
-    pipe). Returns (result dict or None, exit code, the child's last other output line).
-    """
-    import json
-    import subprocess
-
-    result, last = None, ""
-    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        for line in proc.stdout:
-            if line.startswith("PROGRESS "):
-                if on_progress is not None:
-                    on_progress(line[9:].strip())
-            elif line.startswith("RESULT "):
-                result = json.loads(line[7:])
-            elif line.strip():
-                last = line.strip()
-    return result, proc.returncode, last
 
 
 def python_executable():

@@ -1,0 +1,225 @@
+"""The learning run's training: the models of each variant, the worker process that trains them
+(`python -m reproduce.learning.worker SPEC`, on TensorFlow) and the parent side that deals the variants
+out to spec["workers"] such processes running at once.
+
+Each worker trains one traced graph per variant: the seeds' models side by side in one Keras model
+(`build_stack`), and each (task, seed) run re-initialises the weights and the optimizer of the compiled
+model, so the tasks x seeds runs of a variant share one trace. Every variant has a 4-way head (the
+most classes of any task; two-class tasks leave two logits unused). One thread per worker: the tiny
+models' steps are short ops that one thread runs almost as fast as two.
+"""
+
+import json
+import os
+import sys
+import time
+
+from reproduce import common
+from reproduce.learning.baseline import conv3d_baseline
+from reproduce.learning.recipe import (
+    BACKEND,
+    BASE,
+    FRAMES,
+    HEAD,
+    ROLLOUT_TASKS,
+    SIZE,
+    STEP_COST,
+    VARIANTS,
+    learning_rate_schedule,
+)
+
+# The whole training of one worker, several times what a full run takes (results/learning.md): a hung worker is
+# killed at this deadline instead of holding the run forever.
+TRAIN_TIMEOUT_S = 4 * 3600
+
+
+def build(variant, seed):
+    """One member: the variant's model with the weights of `seed`."""
+    import keras
+
+    from vidtr_keras import build_model
+
+    keras.utils.set_random_seed(seed)
+    if VARIANTS[variant] is None:
+        return conv3d_baseline(seed=seed)
+    return build_model("vidtr_tiny", num_classes=HEAD, **BASE, **VARIANTS[variant])
+
+
+def build_stack(variant, seeds):
+    """The seeds' members side by side in one model (same input, one output each): their losses add up
+    and no weight is shared, so each member trains as it would alone, and one XLA program serves all."""
+    import keras
+
+    members = []
+    for seed in seeds:
+        member = build(variant, seed)
+        inputs = keras.Input((FRAMES, SIZE, SIZE, 3))
+        members.append(keras.Model(inputs, member(inputs), name=f"seed_{seed}"))
+    inputs = keras.Input((FRAMES, SIZE, SIZE, 3), name="clips")
+    stack = keras.Model(inputs, [m(inputs) for m in members], name="seeds")
+    return stack
+
+
+def worker(spec):
+    """Trains spec["variants"] on spec["tasks"] with spec["seeds"] seeds; prints one RESULT line per run
+    and, with spec["rollouts"], saves rollouts of the seed-0 models of the ROLLOUT_TASKS."""
+    if spec.get("threads"):  # before TensorFlow starts its thread pools
+        import tensorflow as tf  # this worker runs on TensorFlow (BACKEND)
+
+        tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(spec["threads"])
+    import keras
+    import numpy as np
+
+    from vidtr_keras.data import procedural
+
+    data = {}
+    for task in spec["tasks"]:
+        train = procedural.ProceduralDataset(task, "train", spec["train"], seed=0, frames=FRAMES, size=SIZE).arrays()
+        test = procedural.ProceduralDataset(task, "test", spec["test"], seed=0, frames=FRAMES, size=SIZE).arrays()
+        data[task] = (train, test)
+    seeds = list(range(spec["seeds"]))
+    rollouts = {}
+    for variant in spec["variants"]:
+        model = None
+        for task in spec["tasks"]:
+            (x, y), (xt, yt) = data[task]
+            fresh = build_stack(variant, seeds)
+            if model is None:
+                model, optimizer = fresh, keras.optimizers.AdamW(learning_rate_schedule(spec))
+                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                model.compile(optimizer, [loss] * len(seeds), jit_compile=False)  # XLA's CPU compile costs minutes
+            else:
+                model.set_weights(fresh.get_weights())
+                for v in optimizer.variables:  # step count and moments, never the learning rate
+                    if "learning_rate" not in v.path:
+                        v.assign(np.zeros(v.shape, v.dtype))
+            keras.utils.set_random_seed(len(seeds))
+            start = time.perf_counter()
+            model.fit(
+                x, [y] * len(seeds), batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0, shuffle=True
+            )
+            seconds = time.perf_counter() - start
+            outputs = model.predict(xt, batch_size=spec["batch_size"], verbose=0)
+            train_outputs = model.predict(x[:256], batch_size=spec["batch_size"], verbose=0)
+            for seed, logits, train_logits in zip(seeds, outputs, train_outputs):
+                print(
+                    "RESULT "
+                    + json.dumps(
+                        {
+                            "variant": variant,
+                            "task": task,
+                            "seed": seed,
+                            "top1": float(np.mean(np.argmax(logits, -1) == yt)),
+                            "train_top1": float(np.mean(np.argmax(train_logits, -1) == y[:256])),
+                            "seconds": seconds / len(seeds),
+                        }
+                    ),
+                    flush=True,
+                )
+            if spec.get("rollouts") and task in ROLLOUT_TASKS and VARIANTS[variant] is not None:
+                member = model.get_layer("seed_0").layers[-1]
+                rollouts[(variant, task)] = _rollouts(member, xt[:2], yt[:2])
+    if rollouts:
+        np.savez(spec["rollouts"], **{f"{v}|{t}|{k}": a for (v, t), r in rollouts.items() for k, a in r.items()})
+
+
+def _rollouts(model, clips, labels):
+    """Per-frame spatial maps and temporal importance of two test clips (vidtr_keras.apps.explain)."""
+    import numpy as np
+
+    try:
+        from vidtr_keras.apps.explain import attention_rollout
+    except ImportError:  # the explain module is optional here
+        return {}
+    out = {"labels": np.asarray(labels)}
+    spatial, temporal = [], []
+    for clip in clips:
+        r = attention_rollout(model, clip)
+        spatial.append(np.asarray(r.relevance, np.float32))
+        temporal.append(np.asarray(r.frame_importance, np.float32))
+    out["spatial"] = np.stack(spatial)
+    out["temporal"] = np.stack(temporal)
+    return out
+
+
+def shares_of(spec):
+    """spec split into spec["workers"] worker specs of about equal cost (variants dealt out by their
+    measured step time, dearest first), each with its own rollout file."""
+    workers = max(1, min(int(spec.get("workers", 1)), len(spec["variants"])))
+    if workers == 1:
+        return [spec]
+    loads, shares = [0.0] * workers, [[] for _ in range(workers)]
+    for v in sorted(spec["variants"], key=lambda v: -STEP_COST.get(v, 1.0)):
+        i = loads.index(min(loads))
+        loads[i] += STEP_COST.get(v, 1.0)
+        shares[i].append(v)
+    out = []
+    for i, variants in enumerate(shares):
+        share = dict(spec, variants=[v for v in spec["variants"] if v in variants])
+        if spec.get("rollouts"):
+            share["rollouts"] = f"{spec['rollouts']}.{i}.npz"
+        out.append(share)
+    return out
+
+
+def workers_text(spec):
+    workers = len(shares_of(spec))
+    threads = spec.get("threads")
+    each = f", {threads} thread{'s' if threads != 1 else ''} each" if threads else ""
+    return f"{workers} worker process{'es' if workers > 1 else ''} at once{each}"
+
+
+def run_workers(ctx, spec, total):
+    """Runs the training in spec["workers"] worker processes at once (each with spec["threads"] threads)
+    and returns their runs; merges their rollout files into spec["rollouts"]."""
+    from vidtr_keras.backends.env import child_env
+    from vidtr_keras.complexity.runner import run_children
+
+    bar = ctx.task(f"learning: {total} training runs [{BACKEND}]", total)
+    shares = shares_of(spec)
+    runs = []
+
+    def on_result(run):
+        runs.append(run)
+        ctx.advance(
+            bar,
+            f"learning [{BACKEND}] {run['variant']} / {run['task']} seed {run['seed']}: "
+            f"top-1 {run['top1']:.2f} ({run['seconds']:.0f}s)",
+        )
+
+    commands = [[common.python_executable(), "-m", "reproduce.learning.worker", json.dumps(share)] for share in shares]
+    run_children(
+        commands,
+        env=child_env(BACKEND),
+        cwd=common.ROOT,
+        timeout=TRAIN_TIMEOUT_S,
+        on_result=on_result,
+        names=[f"learning worker {i + 1}/{len(shares)} ({', '.join(s['variants'])})" for i, s in enumerate(shares)],
+    )
+    if len(shares) > 1 and spec.get("rollouts"):
+        import numpy as np
+
+        merged = {}
+        for share in shares:
+            if os.path.exists(share["rollouts"]):
+                with np.load(share["rollouts"]) as f:
+                    merged.update({k: f[k] for k in f.files})
+                os.remove(share["rollouts"])
+        if merged:
+            np.savez(spec["rollouts"], **merged)
+    return runs
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) != 1:
+        sys.exit(
+            "usage: python -m reproduce.learning.worker '<spec json>'  (started by `python -m reproduce learning`)"
+        )
+    worker(json.loads(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`python -m reproduce` and `python -m benchmarks`: `all` is exactly the paper's tables, every script
+has a duration estimate, a table script writes its results file with the machine header, and the
+before/after benchmark refuses clearly to run outside a git clone.
+
+The scripts live beside the package in a source checkout (not in the wheel); these specs skip where
+they are not importable."""
+
+import pytest
+
+reproduce_main = pytest.importorskip("reproduce.__main__", reason="reproduce/ is only in a source checkout")
+
+PAPER_TABLES = ["table1", "table2", "table3", "table4a", "table4b", "table4c", "table4e", "table4f", "scaling"]
+
+
+def test_reproduce_all_is_exactly_the_paper_tables():
+    assert list(reproduce_main.PAPER_TABLES) == PAPER_TABLES
+    assert set(reproduce_main.NAMED_RUNS) == {"crosscheck", "learning", "benchmark"}
+    assert set(reproduce_main.SCRIPTS) == set(PAPER_TABLES) | set(reproduce_main.NAMED_RUNS)
+
+
+def test_development_benchmarks_are_not_reproduce_scripts():
+    benchmarks_main = pytest.importorskip("benchmarks.__main__")
+    assert set(benchmarks_main.BENCHMARKS) == {"before", "fused_attention", "inference_profile"}
+    assert not set(benchmarks_main.BENCHMARKS) & set(reproduce_main.SCRIPTS)
+
+
+def test_every_script_has_a_duration_estimate_and_all_sums_them():
+    assert set(reproduce_main.DURATIONS) == set(reproduce_main.SCRIPTS)
+    each, total = reproduce_main.estimate(PAPER_TABLES)
+    assert list(each) == PAPER_TABLES and total == sum(reproduce_main.DURATIONS[n][0] for n in PAPER_TABLES)
+    quick_each, quick_total = reproduce_main.estimate(PAPER_TABLES, quick=True)
+    assert quick_total <= total
+
+
+class _Progress:
+    """The part of rich's Progress a script uses, without a display."""
+
+    def add_task(self, description, total=None):
+        return 0
+
+    def update(self, task, **fields):
+        pass
+
+    def advance(self, task, advance=1):
+        pass
+
+
+class _Console:
+    def log(self, *args):
+        pass
+
+
+def test_a_table_script_writes_its_results_with_the_machine_header(tmp_path, monkeypatch):
+    from reproduce import common, table1
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    path = table1.run(common.Context(_Progress(), _Console(), quick=True))
+    text = path.read_text()
+    assert path == tmp_path / "table1.md" and (tmp_path / "table1.csv").exists()
+    assert "- machine: " in text and "- versions: " in text and "written by `python -m reproduce table1`" in text
+    assert "vidtr_s" in text
+
+
+def test_before_and_after_fails_clearly_outside_a_git_clone(tmp_path, monkeypatch):
+    from reproduce import common
+
+    before = pytest.importorskip("benchmarks.before")
+    monkeypatch.setattr(common, "ROOT", tmp_path)  # an unpacked copy: no .git
+    with pytest.raises(before.NotAGitClone, match="(not a git checkout|git is not installed)"):
+        before.resolve_ref(before.DEFAULT_REF)
