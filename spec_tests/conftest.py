@@ -27,6 +27,7 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
 def pytest_xdist_auto_num_workers(config):
     """Workers for `pytest -n auto` (what tox runs): one per core this process may use, at most 4.
 
