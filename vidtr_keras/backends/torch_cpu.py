@@ -83,3 +83,15 @@ class torch_threads:
 def fused_attention_by_default(backend):
     """Whether joint attention runs fused when neither the layer nor `vidtr_keras.config` says: PyTorch only."""
     return backend == "torch"
+
+
+def seed_for_epoch(seed, epoch):
+    """Seeds torch's global generator from (seed, epoch); `vidtr train` calls it at the start of every epoch.
+
+    Torch's dropout draws from torch's global generator, which Keras' torch data loader also draws from
+    (a different number of times in a resumed run); seeding it per epoch makes each epoch's dropout masks
+    independent of what came before, so `--resume` continues a killed run exactly.
+    """
+    import torch  # only reached on the torch backend
+
+    torch.manual_seed(int(np.random.default_rng([int(seed) % 2**63, 3, int(epoch)]).integers(2**62)))

@@ -305,6 +305,11 @@ def load_checkpoint(path):
     return io.read_state_dict(path, "checkpoint")
 
 
+def is_checkpoint_file(path):
+    """True for a file name this converter reads (`load_checkpoint`): `.pth`, `.pt`, `.bin`, `.safetensors`, `.npz`."""
+    return os.fspath(path).endswith(io.SUFFIXES)
+
+
 def checkpoint_config(path, config=None):
     """The official constructor arguments of the checkpoint file at `path`.
 

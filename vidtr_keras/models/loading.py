@@ -130,9 +130,7 @@ def _gluonmm():
 
 
 def _is_official_file(path):
-    from vidtr_keras.convert import io
-
-    return path.endswith(io.SUFFIXES)
+    return _gluonmm().is_checkpoint_file(path)
 
 
 def _build_preset(name, weights, num_classes, overrides):

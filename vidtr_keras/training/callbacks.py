@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vidtr_keras.backends import torch_cpu
 from vidtr_keras.models import preset_dir
 
 LOG_FILE = "log.csv"
@@ -62,15 +63,6 @@ def _remove(path):
         os.remove(path)
 
 
-def _seed_torch_for_epoch(seed, epoch):
-    """Torch's dropout draws from torch's global generator, which Keras' torch data loader also draws
-    from (a different number of times in a resumed run); seeding it from (seed, epoch) at the start of
-    every epoch makes the epoch's dropout masks independent of what came before."""
-    import torch
-
-    torch.manual_seed(int(np.random.default_rng([int(seed) % 2**63, 3, int(epoch)]).integers(2**62)))
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """Sets the data epoch, then after every epoch writes the checkpoint and the CSV log.
 
@@ -95,7 +87,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
             if dataset is not None and dataset.training:
                 dataset.set_epoch(epoch)
         if keras.backend.backend() == "torch":
-            _seed_torch_for_epoch(self.config.seed, epoch)
+            torch_cpu.seed_for_epoch(self.config.seed, epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
