@@ -74,9 +74,10 @@ class VidTrBackbone(keras.Model):
         layer_norm_epsilon: LayerNorm epsilon.
         remat: rematerialise every encoder block in training (`VidTrEncoderBlock(remat=True)`):
             activation memory of about one block instead of all of them, for about a third more
-            compute; same results. A training-time option, saved with the config. Effective on
-            TensorFlow and PyTorch; XLA:CPU (JAX on CPU) currently merges the recomputation with
-            the forward pass, so there it saves no memory.
+            compute; same results. A training-time option, saved with the config. On JAX on the
+            CPU it needs the XLA flag that `import vidtr_keras` sets (`vidtr_keras.backends.xla_cpu`),
+            without which XLA merges the recomputation back into the forward pass; measured in
+            results/benchmark.md.
     """
 
     def __init__(
