@@ -252,7 +252,7 @@ def test_train_flags_are_those_of_the_released_command_line():
     ).split()
     assert flags - {"-h", "--help"} == set(expected)
     helps = {max(a.option_strings, key=len): a.help for a in train_parser()._actions if a.option_strings}
-    assert "(default 50)" in helps["--epochs"] and "(default 0.01)" in helps["--lr"]
+    assert "(default 50)" in helps["--epochs"] and "default 0.01)" in helps["--lr"]
     assert "--gamma" in helps["--milestones"] and "`" not in helps["--milestones"]
 
 

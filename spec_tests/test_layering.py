@@ -25,6 +25,10 @@ LAZY_PLUGINS = {
         "an official checkpoint is one of the specs load_model dispatches; its converter is loaded only "
         "when a spec names one (as keras-hub's preset loader dispatches by format)"
     ),
+    ("vidtr_keras.training.trainer", "vidtr_keras.complexity.flops"): (
+        "`threads='auto'` counts a training batch's multiply-adds with the analytic FLOP model, only on the "
+        "torch backend's thread decision; a model it cannot count keeps the default threads"
+    ),
 }
 # Modules below cli/ that print: child processes whose standard output is the runner's protocol
 # (`PROGRESS`/`RESULT` lines read by `complexity/runner.py`), not text for a person.

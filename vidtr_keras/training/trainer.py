@@ -219,6 +219,8 @@ def _jit(value):
 
 
 def _batch_macs(model, geometry, batch_size):
+    """Forward-pass multiply-adds of one training batch, for `threads='auto'` (None: not countable)."""
+    # Lazily, a plug-in listed in the layering spec: the analytic FLOP model sits above training.
     from vidtr_keras.complexity.flops import flops
 
     try:
