@@ -46,23 +46,7 @@ def cmd_inflate(args):
 
     console = rich_console()
     with console.status(f"reading {args.vit_file}"):
-        source = args.vit_file
-        if source.startswith("keras_hub:"):  # a keras-hub preset name, e.g. keras_hub:vit_base_patch16_224_imagenet
-            vit = vit_module.from_keras_hub(source[len("keras_hub:") :])
-        elif source.endswith(".keras"):  # a saved keras-hub ViTBackbone (or a model holding one)
-            try:
-                import keras_hub  # noqa: F401 - registers ViTBackbone for deserialisation
-            except ImportError as err:
-                raise ImportError(
-                    f"Reading the keras-hub model {source!r} needs keras-hub: pip install keras-hub"
-                ) from err
-            import keras
-
-            vit_module._check_file(source)
-            loaded = keras.saving.load_model(source)
-            vit = vit_module.from_keras_hub(getattr(loaded, "backbone", loaded))
-        else:
-            vit = vit_module.read_vit(source, num_heads=args.num_heads)
+        vit = vit_module.read_vit(args.vit_file, num_heads=args.num_heads)
     with console.status(f"building {args.preset}"):
         model = build_model(args.preset, num_classes=args.num_classes)
     report = vit_module.inflate(model, vit, tubelet_init=args.tubelet_init)

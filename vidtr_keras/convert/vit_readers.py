@@ -319,7 +319,9 @@ def _keras_hub_weights(backbone):
 def read_vit(source, num_heads=None, grid_size=None):
     """Any supported ViT source -> `ViTWeights`, dispatching on what it is.
 
-    `ViTWeights` as they are; a keras-hub `ViTBackbone`; a dict (timm names if it has `cls_token` or
+    `ViTWeights` as they are; a keras-hub `ViTBackbone`, the name of a keras-hub preset written
+    `keras_hub:NAME` (e.g. `keras_hub:vit_base_patch16_224_imagenet`) or a saved one (`.keras`, also a
+    model holding it as `backbone`); a dict (timm names if it has `cls_token` or
     `patch_embed.proj.weight`, JAX names if it has `embedding/kernel`); a file: `.pth`/`.pt`/`.bin`
     (timm, torch), `.safetensors` (timm), `.npz` (JAX names, or timm names).
 
@@ -334,6 +336,10 @@ def read_vit(source, num_heads=None, grid_size=None):
         return _with_heads(source, num_heads)
     if hasattr(source, "get_layer") and type(source).__name__ == "ViTBackbone":
         return from_keras_hub(source)
+    if isinstance(source, str) and source.startswith(KERAS_HUB_PREFIX):
+        return _with_heads(from_keras_hub(source[len(KERAS_HUB_PREFIX) :]), num_heads)
+    if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".keras"):
+        return _with_heads(_from_keras_file(os.fspath(source)), num_heads)
     if isinstance(source, (str, os.PathLike)):
         path = _check_file(source)
         if path.endswith(".npz"):
@@ -361,6 +367,21 @@ def read_vit(source, num_heads=None, grid_size=None):
         f"Cannot read a ViT from a {type(source).__name__}: give ViTWeights, a keras-hub ViTBackbone, a "
         "state dict or a .pth/.safetensors/.npz file."
     )
+
+
+KERAS_HUB_PREFIX = "keras_hub:"
+
+
+def _from_keras_file(path):
+    """A saved keras-hub `ViTBackbone` (or a model holding one as `backbone`) -> `ViTWeights`."""
+    try:
+        import keras_hub  # noqa: F401 - lazily (optional); registers ViTBackbone for deserialisation
+    except ImportError as err:
+        raise ImportError(f"Reading the keras-hub model {path!r} needs keras-hub: pip install keras-hub") from err
+    import keras
+
+    loaded = keras.saving.load_model(_check_file(path))
+    return from_keras_hub(getattr(loaded, "backbone", loaded))
 
 
 def _with_heads(vit, num_heads):
