@@ -126,10 +126,9 @@ def _repository_root():
 def cmd_reproduce(args):
     root = _repository_root()
     if root is None:
-        rich_console().print(
-            "[red]error:[/red] reproduce/ is only in a source checkout of vidtr-keras (not installed with the package)."
+        raise FileNotFoundError(
+            "reproduce/ is only in a source checkout of vidtr-keras (not installed with the package)."
         )
-        return 2
     cmd = [sys.executable, "-m", "reproduce", args.name]
     if args.quick:
         cmd.append("--quick")
@@ -140,7 +139,13 @@ def add_reproduce_command(subparsers):
     """Registers `vidtr reproduce [NAME|all]`: runs `python -m reproduce NAME` in the source checkout,
     writing results/NAME.md and results/NAME.csv."""
     p = subparsers.add_parser("reproduce", help="reproduce the paper's tables (FLOPs, memory, latency) into results/")
-    p.add_argument("name", nargs="?", default="all", help="table1, table2, ..., scaling, crosscheck, or all")
+    p.add_argument(
+        "name",
+        nargs="?",
+        default="all",
+        help="a paper table (table1, table2, ..., scaling), a named run (crosscheck, learning, benchmark), "
+        "or all: the paper's tables",
+    )
     p.add_argument("--quick", action="store_true", help="fewer timed runs and measured points")
     p.set_defaults(func=cmd_reproduce)
     return p
