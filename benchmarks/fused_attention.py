@@ -3,13 +3,14 @@ ways in one process, interleaved.
 
 Joint attention runs softmax(q k^T) v as one `keras.ops.dot_product_attention` call on PyTorch
 (`torch.nn.functional.scaled_dot_product_attention`, which never materialises the attention map)
-wherever the probabilities are neither returned nor dropped out (`JointAttention.uses_fused_attention`). This
-script shows what that buys per model: in one fresh PyTorch process per model, inference calls
+wherever the probabilities are neither returned nor dropped out (`JointAttention.uses_fused_attention`).
+This script shows what that buys per model: in one fresh PyTorch process per model, inference calls
 alternate between the fused form and the plain one (the layer's own code, switched with
-`vidtr_keras.config.enable_fused_attention()` / `disable_fused_attention()`), so that both see the same machine state; the median of each and their ratio are reported,
-with the largest output difference. VidTr-S has no joint attention layer: its row measures the
-noise of the comparison. TensorFlow and JAX keep the plain form (measured no faster with the fused
-call at VidTr's shapes), so they have nothing to compare here.
+`vidtr_keras.config.enable_fused_attention()` / `disable_fused_attention()`), so that both see the
+same machine state; the median of each and their ratio are reported, with the largest output
+difference. VidTr-S has no joint attention layer: its row measures the noise of the comparison.
+TensorFlow and JAX keep the plain form (measured no faster with the fused call at VidTr's shapes), so
+they have nothing to compare here.
 
 Writes results/fused_attention.{md,csv}.
 
@@ -41,6 +42,7 @@ def worker(preset, frames, runs):
 
     model = build_model(preset, num_frames=frames)
     clip = np.random.default_rng(0).standard_normal((1, frames, 224, 224, 3)).astype("float32")
+
     def call(use_fused):
         (config.enable_fused_attention if use_fused else config.disable_fused_attention)()
         try:
@@ -140,8 +142,9 @@ def run(ctx):
         f"one warm-up call of each form, then {runs} rounds alternating fused and plain (medians).",
         "fused: the layers as they run by default on PyTorch (`keras.ops.dot_product_attention` in joint "
         "attention: every layer of the vanilla model, C-VidTr's layers after its last pooling layer). "
-        "plain: the same layers with `vidtr_keras.config.disable_fused_attention()`, i.e. the softmax(q k^T) v every backend runs "
-        "in training with attention dropout. The largest logit difference between the two is float rounding.",
+        "plain: the same layers with `vidtr_keras.config.disable_fused_attention()`, i.e. the softmax(q k^T) v "
+        "every backend runs in training with attention dropout. The largest logit difference between the two is "
+        "float rounding.",
         "Separable attention stays plain on every backend: a first version of this comparison (same script, "
         "2026-11-27, git history of results/fused_attention.md) also fused its spatial step (197 x 197 maps "
         "per frame and head) and found no gain inside the models: VidTr-S x1.00, C-VidTr-S x1.06, VidTr-M "
