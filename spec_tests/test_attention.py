@@ -162,31 +162,74 @@ def test_separable_attention_symbolic_shapes_and_pooling_output():
     assert tuple(sel.shape) == (3, None, 2, 4, 6)
 
 
-# PyTorch runs joint attention's softmax(q k^T) v as one fused call (`keras.ops.dot_product_attention`)
-# in inference and without attention dropout; the other backends, separable attention, and any pass
-# that returns or drops out the probabilities, run the plain form. Both forms must give the same
-# outputs and gradients.
+# Joint attention runs softmax(q k^T) v as one fused call (`keras.ops.dot_product_attention`) where the
+# probabilities are neither returned nor dropped out, as `JointAttention(fused_attention=...)` says, else
+# `vidtr_keras.config`'s switch, else by default on PyTorch only. Separable attention always runs the
+# plain form. Both forms must give the same outputs and gradients.
+
+
+@pytest.fixture
+def fused_switch():
+    """vidtr_keras.config, its fused-attention switch back on the automatic choice after the test."""
+    from vidtr_keras import config
+
+    yield config
+    config.reset_fused_attention()
 
 
 def test_fused_attention_only_where_it_applies():
+    from vidtr_keras import config
+
     from helpers import BACKEND
 
     joint = JointAttention(2, dropout=0.1)
     on_torch = BACKEND == "torch"
-    assert joint._fused(training=False, return_attention_scores=False) is on_torch
-    assert joint._fused(training=None, return_attention_scores=False) is on_torch
-    assert not joint._fused(training=True, return_attention_scores=False)  # probabilities dropped out
-    assert not joint._fused(training=False, return_attention_scores=True)  # probabilities returned
-    assert JointAttention(2, dropout=0.0)._fused(training=True, return_attention_scores=False) is on_torch
-    assert not hasattr(SeparableAttention(2), "_fused")  # separable attention: always the plain form
+    assert config.is_fused_attention_enabled() is None  # automatic: the backend's default
+    assert joint.uses_fused_attention(training=False, return_attention_scores=False) is on_torch
+    assert joint.uses_fused_attention(training=None, return_attention_scores=False) is on_torch
+    assert not joint.uses_fused_attention(training=True, return_attention_scores=False)  # dropped out
+    assert not joint.uses_fused_attention(training=False, return_attention_scores=True)  # returned
+    assert JointAttention(2, dropout=0.0).uses_fused_attention(training=True) is on_torch
+    assert not hasattr(SeparableAttention(2), "uses_fused_attention")  # always the plain form
+
+
+def test_the_fused_attention_argument_beats_the_switch_which_beats_the_default(fused_switch):
+    follows = JointAttention(2)
+    on, off = JointAttention(2, fused_attention=True), JointAttention(2, fused_attention=False)
+    for switch, want in ((fused_switch.enable_fused_attention, True), (fused_switch.disable_fused_attention, False)):
+        switch()
+        assert fused_switch.is_fused_attention_enabled() is want
+        assert follows.uses_fused_attention() is want
+        assert on.uses_fused_attention() and not off.uses_fused_attention()
+        # Never where the fused call cannot do the work: probabilities returned or dropped out.
+        assert not on.uses_fused_attention(return_attention_scores=True)
+        assert not JointAttention(2, dropout=0.1, fused_attention=True).uses_fused_attention(training=True)
+    fused_switch.reset_fused_attention()
+    assert fused_switch.is_fused_attention_enabled() is None
+    assert on.get_config()["fused_attention"] is True and follows.get_config()["fused_attention"] is None
+    assert JointAttention.from_config(off.get_config()).fused_attention is False
 
 
 @pytest.mark.parametrize("qk_only", [False, True])
-def test_fused_and_plain_joint_attention_agree_with_gradients(qk_only, monkeypatch):
+def test_fused_and_plain_joint_attention_agree_on_every_backend(qk_only):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 13, 32)).astype("float32")
+    values = rng.normal(size=(2, 13, 32)).astype("float32") if qk_only else None
+    layer = JointAttention(4)
+    outputs = {}
+    for fused in (True, False):
+        layer.fused_attention = fused
+        assert layer.uses_fused_attention() is fused
+        outputs[fused] = to_numpy(layer(x, value_inputs=values))
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qk_only", [False, True])
+def test_fused_and_plain_joint_attention_agree_with_gradients(qk_only):
     from helpers import BACKEND
 
     if BACKEND != "torch":
-        pytest.skip("only PyTorch runs the fused form (checked in test_fused_attention_only_where_it_applies)")
+        pytest.skip("gradients read through torch autograd here; the outputs agree on every backend (above)")
     import torch
 
     rng = np.random.default_rng(0)
@@ -194,7 +237,7 @@ def test_fused_and_plain_joint_attention_agree_with_gradients(qk_only, monkeypat
     values = rng.normal(size=(2, 13, 32)) if qk_only else None
     results = {}
     for fused in (True, False):
-        monkeypatch.setattr(JointAttention, "_fused", lambda self, t, r, fused=fused: fused)
+        layer.fused_attention = fused
         inputs = torch.tensor(x, dtype=torch.float32, requires_grad=True)
         v = None if values is None else torch.tensor(values, dtype=torch.float32, requires_grad=True)
         out = layer(inputs, value_inputs=v, training=True)

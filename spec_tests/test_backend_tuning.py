@@ -1,10 +1,12 @@
-"""Backend speed settings: they change how a backend computes, never what it computes."""
+"""Backend speed settings (`vidtr_keras.backends.tune_backend`): they change how a backend computes, never
+what it computes."""
 
 import keras
 import numpy as np
 import pytest
 
-from vidtr_keras.training.backend_tuning import fast_jax_cpu_rng, tune_backend
+from vidtr_keras.backends import tune_backend
+from vidtr_keras.backends.jax_rng import fast_jax_cpu_rng
 
 
 def _draws():

@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 from vidtr_keras.complexity import model_spec
-from vidtr_keras.layers._utils import to_pair, to_triple
+from vidtr_keras.layers.utils import to_pair, to_triple
 from vidtr_keras.models import VidTrBackbone, get_preset, preset_names
 from vidtr_keras.models.config import BackboneConfig
 

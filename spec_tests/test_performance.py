@@ -191,14 +191,14 @@ def test_xla_activation_memory_is_at_least_2x_lower_with_remat():
     """What XLA really allocates for the backward pass (its buffer assignment), remat vs not.
 
     XLA:CPU keeps remat apart only with its barrier-removing pass disabled, which importing
-    vidtr_keras arranges (`vidtr_keras._xla_flags`); without it both sizes were equal."""
+    vidtr_keras arranges (`vidtr_keras.backends.xla_cpu`); without it both sizes were equal."""
     if BACKEND != "jax":
         pytest.skip("XLA's memory analysis of a compiled step is available on JAX only")
     import jax
 
-    from vidtr_keras import _xla_flags
+    from vidtr_keras.backends import xla_cpu
 
-    assert _xla_flags.remat_kept(), os.environ.get("XLA_FLAGS")
+    assert xla_cpu.remat_kept(), os.environ.get("XLA_FLAGS")
     sizes = {}
     for remat in (False, True):
         keras.utils.set_random_seed(0)

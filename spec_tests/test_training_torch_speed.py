@@ -3,9 +3,9 @@
 - `vidtr train` runs a small model (the tiny presets) on one PyTorch intra-op thread (`threads="auto"`)
   and gives the process its thread count back afterwards. Eager PyTorch runs about 4,000 ops per training
   step of vidtr_tiny; with one thread per core every OpenMP parallel region waits at a barrier for a
-  thread the scheduler may not run for a whole time slice when another process holds a core (measured on
-  a shared 2-core machine: 10-16 ms per op, 1.4 s per step, against 56 ms per step on one thread).
-  Big models (VidTr-S) keep torch's default.
+  thread the scheduler may not run for a whole time slice when another process holds a core (on a shared
+  2-core machine a step was then many times slower than on one thread). Big models (VidTr-S) keep
+  torch's default. The policy: `vidtr_keras.backends.torch_cpu`.
 - The training loop (schedule, optimiser, checkpoint callback, metrics) does not call `.item()` /
   `float()` on a tensor at every step (a host sync that stalls an accelerator's queue).
 """
@@ -14,7 +14,7 @@ import keras
 import pytest
 
 from vidtr_keras import cli, training
-from vidtr_keras.training.trainer import intra_op_threads
+from vidtr_keras.backends.torch_cpu import SMALL_MODEL_MACS, intra_op_threads
 
 from helpers import BACKEND
 
@@ -51,8 +51,8 @@ def config_for(demo, output, **kwargs):
 def test_auto_threads_pick_one_thread_for_small_models_on_torch_only():
     small, big = 5.7e6, 1.6e11  # vidtr_tiny's walk-through batch; one VidTr-S 8x224x224 clip
     assert intra_op_threads("auto", small, backend="torch") == 1
-    assert intra_op_threads("auto", training.SMALL_MODEL_MACS - 1, backend="torch") == 1
-    assert intra_op_threads("auto", training.SMALL_MODEL_MACS, backend="torch") is None
+    assert intra_op_threads("auto", SMALL_MODEL_MACS - 1, backend="torch") == 1
+    assert intra_op_threads("auto", SMALL_MODEL_MACS, backend="torch") is None
     assert intra_op_threads("auto", big, backend="torch") is None
     assert intra_op_threads("auto", None, backend="torch") is None  # not a VidTr model: no count, no change
     for backend in ("tensorflow", "jax"):

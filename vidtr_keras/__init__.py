@@ -46,4 +46,5 @@ __all__ = [
     "config",
     "layers",
     "preset_names",
+    "__version__",
 ]

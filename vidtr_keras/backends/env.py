@@ -52,17 +52,19 @@ def tensorflow_defaults(environ=None):
 def child_env(backend=None, environ=None, **extra):
     """The environment for a child process: a copy of `environ` (os.environ) with the backend variables.
 
-    `TF_ENABLE_ONEDNN_OPTS=1` unless set, `TF_CPP_MIN_LOG_LEVEL=3` (TensorFlow's C++ logging off: the
-    child's output is read line by line), `KERAS_BACKEND=backend` when given, then `extra` (values turned
-    into strings), which wins over all of them.
+    `TF_ENABLE_ONEDNN_OPTS=1` unless set; the child's output is read line by line, so
+    `TF_CPP_MIN_LOG_LEVEL=3` (TensorFlow's C++ logging off) and `PYTHONUNBUFFERED=1` (each line as it is
+    printed); `KERAS_BACKEND=backend` when given; then `extra` (values turned into strings), which wins
+    over all of them.
 
-    >>> env = child_env("jax", environ={}, PYTHONUNBUFFERED=1)
-    >>> env["KERAS_BACKEND"], env["TF_ENABLE_ONEDNN_OPTS"], env["TF_CPP_MIN_LOG_LEVEL"], env["PYTHONUNBUFFERED"]
-    ('jax', '1', '3', '1')
+    >>> env = child_env("jax", environ={"TF_ENABLE_ONEDNN_OPTS": "0"}, OMP_NUM_THREADS=1)
+    >>> env["KERAS_BACKEND"], env["TF_ENABLE_ONEDNN_OPTS"], env["TF_CPP_MIN_LOG_LEVEL"], env["OMP_NUM_THREADS"]
+    ('jax', '0', '3', '1')
     """
     env = dict(os.environ if environ is None else environ)
     tensorflow_defaults(env)
     env[LOG_LEVEL_VARIABLE] = CHILD_LOG_LEVEL
+    env["PYTHONUNBUFFERED"] = "1"
     if backend is not None:
         env["KERAS_BACKEND"] = str(backend)
     env.update({key: str(value) for key, value in extra.items()})
@@ -82,14 +84,15 @@ def filter_startup_lines(lines, level=DEFAULT_STARTUP_LEVEL):
     """The lines of standard error to keep: absl log lines below `level` (with their continuation lines)
     go, and absl's preamble with them when no log line is left to explain; everything else is kept.
 
-    >>> filter_startup_lines([
+    >>> kept = filter_startup_lines([
     ...     "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     ...     "I0000 00:00:1796.5   9476 cpu_feature_guard.cc:227] This TensorFlow binary is optimized ...",
     ...     "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow ...",
     ...     "W0000 00:00:1796.6   9476 alloc.cc:12] Allocation exceeds 10% of free system memory.",
     ...     "script.py:3: UserWarning: something else",
-    ... ])[1:]
-    ['W0000 00:00:1796.6   9476 alloc.cc:12] Allocation exceeds 10% of free system memory.', 'script.py:3: UserWarning: something else']
+    ... ])
+    >>> [line[:20] for line in kept]
+    ['WARNING: All log mes', 'W0000 00:00:1796.6  ', 'script.py:3: UserWar']
     """
     kept, hiding = [], False
     for line in lines:

@@ -9,14 +9,11 @@ command. Shared flags and helpers live in `cli/args.py`; a command module import
 
 import argparse
 import importlib
-import os
 
 from vidtr_keras.cli.args import as_flags, flags_of, rich_console
 
-# TensorFlow's oneDNN kernels are off by default on some CPUs, where a Conv3D training step is then
-# orders of magnitude slower; an explicit setting by the user wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The backend defaults (TensorFlow's oneDNN variable, its C++ start-up log lines held back) were applied
+# when `vidtr_keras` was imported, before Keras: `vidtr_keras.backends.apply_defaults`.
 
 # Order is the order of `vidtr --help`.
 COMMAND_MODULES = [

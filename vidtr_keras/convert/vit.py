@@ -55,7 +55,7 @@ from vidtr_keras.convert.vit_readers import (  # noqa: F401 - the readers' publi
     jax_names,
     read_vit,
 )
-from vidtr_keras.layers._utils import interpolation_matrix
+from vidtr_keras.layers.utils import interpolation_matrix
 from vidtr_keras.models.backbone import VidTrBackbone
 from vidtr_keras.models.classifier import VidTrClassifier
 

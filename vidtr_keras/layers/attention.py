@@ -13,8 +13,8 @@ from keras import ops
 
 from vidtr_keras.backends.torch_cpu import fused_attention_by_default
 from vidtr_keras.config import is_fused_attention_enabled
-from vidtr_keras.layers._utils import check_heads, check_rank
 from vidtr_keras.layers.temporal_pooling import TopKStdPooling
+from vidtr_keras.layers.utils import check_heads, check_rank
 
 SEPARABLE_ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 

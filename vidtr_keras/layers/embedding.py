@@ -7,7 +7,7 @@ tokens); the single-class-token layout is that of the vanilla and compact (C-Vid
 import keras
 from keras import ops
 
-from vidtr_keras.layers._utils import check_rank, resize_axes, static_dim, to_pair, to_triple
+from vidtr_keras.layers.utils import check_rank, resize_axes, static_dim, to_pair, to_triple
 
 LAYOUTS = ("grid", "single")
 

@@ -5,9 +5,9 @@ from keras import ops
 
 from vidtr_keras.backends import xla_cpu
 from vidtr_keras.config import is_gradient_fence_enabled
-from vidtr_keras.layers._utils import check_rank
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
+from vidtr_keras.layers.utils import check_rank
 
 ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
 POOLING_TYPES = ("std_topk", "average", "conv")

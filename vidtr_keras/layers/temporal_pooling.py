@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vidtr_keras.layers._utils import check_rank, static_dim
+from vidtr_keras.layers.utils import check_rank, static_dim
 
 
 def _check_drop(name, frames, frames_dropped, keep_first):

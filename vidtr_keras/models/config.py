@@ -15,8 +15,8 @@ Example:
 
 import dataclasses
 
-from vidtr_keras.layers._utils import to_pair, to_triple
 from vidtr_keras.layers.encoder import ATTENTION_TYPES, POOLING_TYPES
+from vidtr_keras.layers.utils import to_pair, to_triple
 
 CLASS_TOKEN_LAYOUTS = ("grid", "single")
 
