@@ -40,7 +40,7 @@ def _find(results, backend=None, **match):
 
 def _before_and_now():
     """{(backend, preset): {"before": [s, ...], "now": [s, ...], "ref": sha}} from the same-machine
-    comparisons of `python -m reproduce benchmark_before` (results/benchmark_before*.csv; each value
+    comparisons of `python -m benchmarks before` (results/benchmark_before*.csv; each value
     is one process's median step)."""
     import csv
 
