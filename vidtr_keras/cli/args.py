@@ -99,7 +99,7 @@ def as_flags(message, flags):
 
 def add_dataclass_args(parser, cls):
     """One flag per field of the dataclass `cls`, from the field's type, default and metadata (`help`,
-    `flag`, `choices`, `parse`; see `vidtr_keras.training.trainer._setting`), so that the defaults live
+    `flag`, `choices`, `parse`; e.g. `vidtr_keras.training.TrainConfig`), so that the defaults live
     in the library only. Fields the parser already has a flag for (e.g. from `add_model_args`) and
     fields whose `flag` is None are skipped. A boolean field is a switch: off by default -> the flag turns
     it on; on by default -> its `flag` (`--no-...`) turns it off; None by default -> the flag sets True.
@@ -109,8 +109,10 @@ def add_dataclass_args(parser, cls):
     names = []
     for field in dataclasses.fields(cls):
         meta = field.metadata
+        if "flag" in meta and meta["flag"] is None:
+            continue
         names.append(field.name)
-        if field.name in taken or ("flag" in meta and meta["flag"] is None):
+        if field.name in taken:
             continue
         flag = meta.get("flag") or "--" + field.name.replace("_", "-")
         kind = hints[field.name]
