@@ -66,13 +66,15 @@ class NotAGitClone(RuntimeError):
 def resolve_ref(ref):
     """(full sha, short sha, subject) of `ref`; a clear error outside a git checkout or for a missing ref."""
     if shutil.which("git") is None:
-        raise NotAGitClone("git is not installed: benchmark_before reads the old code from the repository's history.")
+        raise NotAGitClone(
+            "git is not installed: `python -m benchmarks before` reads the old code from the repository's history."
+        )
     inside = subprocess.run(
         ["git", "-C", str(common.ROOT), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True
     )
     if inside.returncode != 0 or inside.stdout.strip() != "true":
         raise NotAGitClone(
-            f"{common.ROOT} is not a git checkout: benchmark_before reads the old code (--ref) from the "
+            f"{common.ROOT} is not a git checkout: `python -m benchmarks before` reads the old code (--ref) from the "
             "repository's history, so it needs a clone, not an unpacked copy."
         )
     found = subprocess.run(
