@@ -68,6 +68,18 @@ def labels_for(model_spec, labels):
     return preset_dir.stored_class_names(model_spec) if model_spec else None
 
 
+def load_model_and_clips(args, console, num_classes=None, clip_len=None):
+    """(model, notes, geometry): the model of `--model`/`--weights` and the clips it sees: `--rate` and
+    `--crop-size`, else the rate stored with the model, else the model's own."""
+    from vidtr_keras.data.sampling import clip_geometry
+    from vidtr_keras.models.loading import load_model
+
+    with console.status(f"loading {args.model}"):
+        loaded = load_model(args.model, args.weights, num_classes=num_classes)
+    geometry = clip_geometry(loaded.model, clip_len=clip_len, rate=args.rate or loaded.rate, crop_size=args.crop_size)
+    return loaded.model, loaded.notes, geometry
+
+
 def check_labels(names, labels_file, model):
     """A `--labels` file must name as many classes as the model scores."""
     if names is not None and len(names) != model.output_shape[-1]:

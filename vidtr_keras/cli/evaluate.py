@@ -6,10 +6,15 @@ import os
 from vidtr_keras import data as vdata
 from vidtr_keras.apps.evaluation import evaluate
 from vidtr_keras.apps.predict import parse_views
-from vidtr_keras.cli.args import add_model_args, add_view_args, labels_for, requires_model, rich_console
-from vidtr_keras.data.sampling import clip_geometry
+from vidtr_keras.cli.args import (
+    add_model_args,
+    add_view_args,
+    labels_for,
+    load_model_and_clips,
+    requires_model,
+    rich_console,
+)
 from vidtr_keras.models import preset_dir
-from vidtr_keras.models.loading import load_model
 
 
 def cmd_evaluate(args):
@@ -21,14 +26,11 @@ def cmd_evaluate(args):
     console = rich_console(args.quiet)
     num_clips, num_crops = parse_views(args.views)
     names = labels_for(args.model, args.labels)
-    with console.status(f"loading {args.model}"):
-        loaded = load_model(args.model, args.weights, num_classes=len(names) if names else None)
-    model, notes = loaded.model, loaded.notes
+    model, notes, geometry = load_model_and_clips(args, console, num_classes=len(names) if names else None)
     classes = int(model.output_shape[-1])
     annotations = vdata.read_annotations(args.annotations, class_names=names, num_classes=classes, fmt=args.format)
     if args.root is not None and not os.path.isdir(args.root):
         raise FileNotFoundError(f"--root {args.root!r} is not a directory.")
-    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     console.print(
         f"evaluating {len(annotations.records)} videos of {args.annotations} ({num_clips}x{num_crops} views of "
         f"{geometry.describe()}); {'; '.join(notes)}",

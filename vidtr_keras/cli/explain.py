@@ -5,7 +5,7 @@ The logic is in `vidtr_keras.apps.explain`; this module holds argparse and print
 
 import os
 
-from vidtr_keras.cli.args import labels_for, rich_console
+from vidtr_keras.cli.args import labels_for, load_model_and_clips, rich_console
 
 
 def _class_name(names, index):
@@ -17,8 +17,6 @@ def cmd_explain(args):
     import keras
 
     from vidtr_keras.apps.explain import explain_video, plot_rollout
-    from vidtr_keras.data.sampling import clip_geometry
-    from vidtr_keras.models.loading import load_model
 
     console = rich_console()
     if not os.path.exists(args.video):
@@ -27,11 +25,8 @@ def cmd_explain(args):
         import matplotlib  # noqa: F401
     except ImportError:
         raise ImportError("`vidtr explain` draws with matplotlib: pip install matplotlib") from None
-    with console.status(f"loading {args.model}"):
-        loaded = load_model(args.model, args.weights, num_classes=None)
-    model, notes = loaded.model, loaded.notes
+    model, notes, geometry = load_model_and_clips(args, console, clip_len=args.clip_len)
     names = labels_for(args.model, args.labels)
-    geometry = clip_geometry(model, clip_len=args.clip_len, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     with console.status(f"attention rollout of {geometry.describe()} from the middle of {args.video}"):
         result = explain_video(model, args.video, geometry)
     top = int(result.scores.argmax())

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from vidtr_keras.cli.args import add_model_args, requires_model, rich_console
+from vidtr_keras.cli.args import add_model_args, load_model_and_clips, requires_model, rich_console
 
 
 def cmd_features(args):
@@ -18,8 +18,6 @@ def cmd_features(args):
     from vidtr_keras.apps.features import extract_features
     from vidtr_keras.apps.predict import parse_views
     from vidtr_keras.data.integrity import collect_videos
-    from vidtr_keras.data.sampling import clip_geometry
-    from vidtr_keras.models.loading import load_model
 
     console = rich_console(quiet=args.quiet)
     if not args.output.endswith(".npz"):
@@ -30,10 +28,7 @@ def cmd_features(args):
     num_clips, num_crops = parse_views(args.views)
     if args.stride is not None:
         num_crops = args.window_crops
-    with console.status(f"loading {args.model}"):
-        loaded = load_model(args.model, args.weights, num_classes=None)
-    model, notes = loaded.model, loaded.notes
-    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
+    model, notes, geometry = load_model_and_clips(args, console)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("extracting", total=len(entries))
         result = extract_features(

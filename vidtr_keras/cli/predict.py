@@ -20,12 +20,11 @@ from vidtr_keras.cli.args import (
     add_view_args,
     check_labels,
     labels_for,
+    load_model_and_clips,
     requires_model,
     rich_console,
 )
-from vidtr_keras.data.sampling import clip_geometry
 from vidtr_keras.models import preset_dir
-from vidtr_keras.models.loading import load_model
 
 
 def _class_name(names, index):
@@ -43,11 +42,8 @@ def cmd_predict(args):
         raise FileNotFoundError(f"No video at {args.video!r}.")
     names = labels_for(args.model, args.labels)
     num_clips, num_crops = parse_views(args.views)
-    with console.status(f"loading {args.model}"):
-        loaded = load_model(args.model, args.weights, num_classes=None)
-    model, notes = loaded.model, loaded.notes
+    model, notes, geometry = load_model_and_clips(args, console)
     check_labels(names, args.labels, model)
-    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     with console.status(f"decoding {num_clips}x{num_crops} views of {args.video}"):
         scores, views = predict_video(
             model, args.video, geometry, num_clips, num_crops, args.batch_size, args.centered_windows, args.multi_label
@@ -114,11 +110,8 @@ def cmd_predict_timeline(args):
     if args.json:
         raise ValueError("--json holds the 10x3-view answer; with --timeline the timeline JSON has every window.")
     names = labels_for(args.model, args.labels)
-    with console.status(f"loading {args.model}"):
-        loaded = load_model(args.model, args.weights, num_classes=None)
-    model, notes = loaded.model, loaded.notes
+    model, notes, geometry = load_model_and_clips(args, console)
     check_labels(names, args.labels, model)
-    geometry = clip_geometry(model, rate=args.rate or loaded.rate, crop_size=args.crop_size)
     columns = (
         TextColumn("decoding"),
         BarColumn(),
