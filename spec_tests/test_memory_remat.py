@@ -5,7 +5,8 @@ holds that block's recomputed activations and the gradients of their float tenso
 properties that follow from that (for every full-size preset from 8 to 64 frames), explicit C-VidTr
 cases (its largest block is a joint layer after the pooling layers), and the estimate against peak
 resident memory measured on TensorFlow (PyTorch honours remat too since the encoder fix of its
-backward-pass memory; XLA on CPU undoes it).
+backward-pass memory, and XLA on the CPU with the flag importing vidtr_keras sets:
+`vidtr_keras.backends.xla_cpu`, specified in test_performance.py).
 """
 
 import pytest
