@@ -2,9 +2,11 @@
 `train` flags generated from `TrainConfig`."""
 
 import argparse
+import ast
 import dataclasses
 import functools
 import json
+import pathlib
 import subprocess
 import sys
 import typing
@@ -13,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+import vidtr_keras.cli as cli_package
 from vidtr_keras.cli import build_parser, main
 from vidtr_keras.cli.args import dataclass_from_args
 from vidtr_keras.training import TrainConfig
@@ -260,3 +263,17 @@ def test_a_bad_thread_count_is_an_error_that_names_the_flag(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--output", "run", "--threads", "0"])
     assert "--threads must be auto, default or a positive number, got '0'" in capsys.readouterr().err
+
+
+def test_command_modules_share_only_cli_args():
+    """A command module imports the library and `cli/args.py`, never another command module."""
+    folder = pathlib.Path(cli_package.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.name in ("__init__.py", "__main__.py", "args.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vidtr_keras.cli"):
+                assert node.module == "vidtr_keras.cli.args", f"{path.name} imports {node.module}"
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("vidtr_keras.cli") for a in node.names), path.name
+    assert {p.stem for p in folder.glob("*.py")} >= set(cli_package.COMMAND_MODULES)
