@@ -194,6 +194,8 @@ class VidTrBackbone(keras.Model):
             mode = "frame_mean" if attention == "spatial" else "corner"
         features = ClassTokenReadout(mode, dtype=dtype, name="class_token_readout")(x)
         super().__init__(inputs=clips, outputs=features, dtype=dtype, **kwargs)
+        if not self.trainable:  # a frozen backbone restored from its config (`trainable`: False): Keras sets
+            self.trainable = False  # only the model's own flag there; the setter freezes every layer too
 
         # === Config ===
         self.backbone_config = config  # the resolved BackboneConfig; its fields as attributes below
