@@ -98,6 +98,8 @@ def _read_safetensors(path):
             f"Reading the safetensors file {path!r} needs the safetensors package: pip install safetensors "
             "(or convert the file to .npz where it is installed)."
         ) from err
+    import ml_dtypes  # noqa: F401 - a Keras dependency; registers bfloat16 with numpy, for bf16 checkpoints
+
     try:
         return load_file(path)
     except Exception as err:  # noqa: BLE001
