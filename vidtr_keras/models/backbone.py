@@ -195,7 +195,8 @@ class VidTrBackbone(keras.Model):
         features = ClassTokenReadout(mode, dtype=dtype, name="class_token_readout")(x)
         super().__init__(inputs=clips, outputs=features, dtype=dtype, **kwargs)
         if not self.trainable:  # a frozen backbone restored from its config (`trainable`: False): Keras sets
-            self.trainable = False  # only the model's own flag there; the setter freezes every layer too
+            for layer in self.layers:  # the model's flag before it tracks the layers, so freeze them here
+                layer.trainable = False  # (`self.trainable = False` again is skipped as unchanged on TF)
 
         # === Config ===
         self.backbone_config = config  # the resolved BackboneConfig; its fields as attributes below
