@@ -251,11 +251,14 @@ def test_train_flags_are_those_of_the_released_command_line():
         "--model --weights --rate --crop-size --train --val --root --val-root --labels --num-classes --output "
         "--epochs --batch-size --lr --momentum --weight-decay --milestones --gamma --short-side --seed --workers "
         "--resume --overwrite --distribute --jit-compile --threads --no-flip --remat --mixed-precision "
-        "--multi-label --no-check-videos --verbose --quiet"
+        "--multi-label --no-check-videos --verbose --quiet "
+        # the fine-tuning recipe (issue 21)
+        "--optimizer --schedule --warmup-epochs --min-lr --label-smoothing --mixup --cutmix --layer-decay "
+        "--drop-path --freeze-backbone"
     ).split()
     assert flags - {"-h", "--help"} == set(expected)
     helps = {max(a.option_strings, key=len): a.help for a in train_parser()._actions if a.option_strings}
-    assert "(default 50)" in helps["--epochs"] and "default 0.01)" in helps["--lr"]
+    assert "(default 50)" in helps["--epochs"] and "default 0.01 for sgd" in helps["--lr"]
     assert "--gamma" in helps["--milestones"] and "`" not in helps["--milestones"]
 
 

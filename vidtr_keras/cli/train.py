@@ -1,4 +1,5 @@
-"""`vidtr train`: trains or fine-tunes a model on annotation lists with the released recipe, resumable.
+"""`vidtr train`: trains or fine-tunes a model on annotation lists, resumable: the released recipe by default,
+the fine-tuning recipe of today's video transformers with `--optimizer adamw --schedule cosine ...`.
 
 The flags are `TrainConfig`'s fields (`vidtr_keras.training`), generated from their types, defaults and
 help, so a default lives in one place; only what is not a setting of the run (--resume, --overwrite,
@@ -17,7 +18,7 @@ from vidtr_keras.training.callbacks import LOG_FILE
 
 
 def cmd_train(args):
-    """`vidtr train`: the released recipe, a checkpoint per epoch, `--resume`, a CSV log."""
+    """`vidtr train`: the released or the fine-tuning recipe, a checkpoint per epoch, `--resume`, a CSV log."""
     config = dataclass_from_args(TrainConfig, args)
     console = rich_console(args.quiet)
     result = train(
@@ -38,7 +39,10 @@ def cmd_train(args):
 
 
 def register(subparsers):
-    p = subparsers.add_parser("train", help="train / fine-tune on annotation lists (released recipe), resumable")
+    p = subparsers.add_parser(
+        "train",
+        help="train / fine-tune on annotation lists (released recipe, or AdamW + cosine fine-tuning), resumable",
+    )
     add_model_args(p)  # the same --model/--weights/--rate/--crop-size as predict and evaluate
     add_dataclass_args(p, TrainConfig)  # every other setting, with the defaults of TrainConfig
     p.add_argument(

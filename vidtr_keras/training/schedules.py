@@ -1,4 +1,5 @@
-"""The learning-rate schedule of the released recipe: x0.1 after epochs 25 and 40 of 50."""
+"""The learning-rate schedules: the released recipe's step decay (x0.1 after epochs 25 and 40 of 50), and the
+fine-tuning recipe's linear warm-up then cosine decay, per step (VideoMAE, timm)."""
 
 import math
 
@@ -43,6 +44,59 @@ class EpochStepDecay(keras.optimizers.schedules.LearningRateSchedule):
             "milestones": self.milestones,
             "steps_per_epoch": self.steps_per_epoch,
             "gamma": self.gamma,
+        }
+
+
+@keras.saving.register_keras_serializable(package="vidtr_keras")
+class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Linear warm-up from 0 to `learning_rate` over `warmup_steps`, then a half cosine from
+    `learning_rate` down to `min_learning_rate` over the remaining steps: Keras' `CosineDecay` with its
+    warm-up, set up from a run's length (the schedule of VideoMAE's and timm's fine-tuning, per step).
+
+        step s < W:  lr x s / W;      step s >= W:  m + (lr - m) x (1 + cos(pi x (s - W) / (N - W))) / 2
+
+    with N = `total_steps`, W = `warmup_steps`, m = `min_learning_rate`.
+
+    Args:
+        learning_rate: the peak learning rate, reached after the warm-up.
+        total_steps: optimizer steps of the whole run (epochs x steps per epoch).
+        warmup_steps: steps of linear warm-up (0: none, the cosine starts at `learning_rate`).
+        min_learning_rate: the learning rate the cosine ends at.
+        steps_per_epoch: steps of an epoch (for `at_epoch`).
+    """
+
+    def __init__(self, learning_rate, total_steps, warmup_steps=0, min_learning_rate=0.0, steps_per_epoch=1):
+        learning_rate, min_learning_rate = float(learning_rate), float(min_learning_rate)
+        total_steps, warmup_steps = int(total_steps), int(warmup_steps)
+        if not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"`warmup_steps` must be in [0, {total_steps}) (the run's steps), got {warmup_steps}.")
+        if not 0.0 <= min_learning_rate <= learning_rate:
+            raise ValueError(f"`min_lr` must be in [0, lr {learning_rate}], got {min_learning_rate}.")
+        alpha = min_learning_rate / learning_rate if learning_rate > 0 else 0.0
+        super().__init__(
+            initial_learning_rate=0.0 if warmup_steps else learning_rate,
+            decay_steps=total_steps - warmup_steps,
+            alpha=alpha,
+            warmup_target=learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+            name="WarmupCosineDecay",
+        )
+        self.learning_rate = learning_rate
+        self.total_steps = total_steps
+        self.min_learning_rate = min_learning_rate
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def at_epoch(self, epoch):
+        """The learning rate of the first step of `epoch` (0-based), as a float (for the log)."""
+        return float(ops.convert_to_numpy(self(epoch * self.steps_per_epoch)))
+
+    def get_config(self):
+        return {
+            "learning_rate": self.learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "min_learning_rate": self.min_learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
         }
 
 

@@ -1,11 +1,14 @@
-"""`train`: trains or fine-tunes a model on annotation lists with the released recipe, resumable.
+"""`train`: trains or fine-tunes a model on annotation lists, resumable.
 
 Training follows the released recipe by default: SGD with momentum 0.9 and L2 weight decay 1e-5 added
 to the gradient (as `torch.optim.SGD` does; `CoupledSGD`), lr 0.01, x0.1 after epochs 25 and 40 of 50;
 for a shorter run the milestones keep their place in it (50 % and 80 % of the epochs, rounded to the
-nearest epoch: 10 epochs -> 5 and 8). A checkpoint is written after every epoch (a run directory, see
-`vidtr_keras.models.preset_dir`), so `resume=True` continues a killed run exactly: same weights,
-optimizer state, data order and augmentation as if it had never stopped.
+nearest epoch: 10 epochs -> 5 and 8). The fine-tuning recipe of today's video transformers is a set of
+settings away (`optimizer` adamw, `schedule` cosine with `warmup_epochs`, `label_smoothing`, `mixup`,
+`cutmix`, `drop_path`, `layer_decay`, `freeze_backbone`; see `vidtr_keras.training.recipe`). A checkpoint
+is written after every epoch (a run directory, see `vidtr_keras.models.preset_dir`), with the settings, so
+`resume=True` continues a killed run exactly: same weights, optimizer state, data order, augmentation
+and mixing as if it had never stopped.
 """
 
 import dataclasses
@@ -21,9 +24,11 @@ from vidtr_keras.data.annotations import AnnotationProblem
 from vidtr_keras.data.sampling import clip_geometry
 from vidtr_keras.models import preset_dir
 from vidtr_keras.models.loading import load_model
+from vidtr_keras.models.presets import preset_names
+from vidtr_keras.training import recipe
 from vidtr_keras.training.callbacks import LOG_FILE, EpochCheckpoint, restore_rng_states, write_log
-from vidtr_keras.training.optimizers import CoupledSGD
-from vidtr_keras.training.schedules import RELEASED_EPOCHS, EpochStepDecay, scaled_milestones
+from vidtr_keras.training.mixing import SoftTargetBatches
+from vidtr_keras.training.schedules import RELEASED_EPOCHS
 
 _RESUME_KEYS = (
     "train",
@@ -39,6 +44,16 @@ _RESUME_KEYS = (
     "weight_decay",
     "milestones",
     "gamma",
+    "optimizer",
+    "schedule",
+    "warmup_epochs",
+    "min_lr",
+    "label_smoothing",
+    "mixup",
+    "cutmix",
+    "layer_decay",
+    "drop_path",
+    "freeze_backbone",
     "seed",
     "clip_len",
     "rate",
@@ -86,14 +101,60 @@ class TrainConfig:
     num_classes: int = _setting(None, help="classes (default: `labels`, else the model's)")
     epochs: int = _setting(RELEASED_EPOCHS, help="training epochs")
     batch_size: int = _setting(8, help="clips per training step")
-    lr: float = _setting(0.01, help="learning rate (SGD with momentum)")
+    optimizer: str = _setting(
+        "sgd",
+        help="sgd: the released recipe (SGD with momentum, L2 in the gradient); adamw: AdamW with decoupled weight "
+        "decay (Keras' AdamW; the fine-tuning recipe of VideoMAE and timm)",
+        choices=recipe.OPTIMIZERS,
+    )
+    lr: float = _setting(None, help="peak learning rate (default 0.01 for sgd, 1e-3 for adamw)")
     momentum: float = _setting(0.9, help="SGD momentum")
-    weight_decay: float = _setting(1e-5, help="L2 added to the gradient (torch SGD style)")
+    weight_decay: float = _setting(
+        None,
+        help="weight decay. sgd: L2 added to the gradient of every weight, torch SGD style (default 1e-5); adamw: "
+        "decoupled, w -= lr x `weight_decay` x w, not on biases, norms, position embedding and class tokens, torch "
+        "AdamW / timm style (default 0.05)",
+    )
+    schedule: str = _setting(
+        "step",
+        help="step: the lr x `gamma` at `milestones` (released); cosine: linear warm-up over `warmup_epochs`, then "
+        "a half cosine down to `min_lr`, updated every step",
+        choices=recipe.SCHEDULES,
+    )
     milestones: list[int] = _setting(
         None,
-        help="epochs where the lr is multiplied by `gamma` (default 25 40 of 50, scaled for shorter runs)",
+        help="step schedule: epochs where the lr is multiplied by `gamma` (default 25 40 of 50, scaled for shorter "
+        "runs)",
     )
-    gamma: float = _setting(0.1, help="learning-rate factor at each milestone")
+    gamma: float = _setting(0.1, help="step schedule: learning-rate factor at each milestone")
+    warmup_epochs: int = _setting(0, help="cosine schedule: epochs of linear warm-up from 0 to `lr`")
+    min_lr: float = _setting(0.0, help="cosine schedule: the learning rate it ends at")
+    label_smoothing: float = _setting(
+        0.0, help="label smoothing e in [0, 1): targets (1 - e) y + e / classes (multi-label: + e / 2); 0.1 is usual"
+    )
+    mixup: float = _setting(
+        0.0, help="mixup alpha (0: off; 0.8 in VideoMAE): blend every batch with itself reversed, lam ~ Beta(a, a)"
+    )
+    cutmix: float = _setting(
+        0.0,
+        help="cutmix alpha (0: off; 1.0 in VideoMAE): paste a box (the same in every frame) from the reversed batch; "
+        "with `mixup` too, half the batches each",
+    )
+    layer_decay: float = _setting(
+        None,
+        help="layer-wise lr decay D in (0, 1] for pretrained weights (BEiT, timm; 0.75 in VideoMAE): block i of L "
+        "learns at D^(L-i) x lr, the embedding at D^(L+1) x lr, the head at lr (default: none)",
+    )
+    drop_path: float = _setting(
+        None,
+        help="stochastic depth: the rate of dropping an encoder block's residual branches in training, in [0, 1) "
+        "(0.1 in VideoMAE); default: the model's own (0 for a preset)",
+    )
+    freeze_backbone: bool = _setting(
+        False,
+        help="linear probe: freeze the backbone (and turn its dropout off) and train only the classifier on the "
+        "class token",
+    )
     seed: int = _setting(0, help="makes the run repeatable (data order, augmentation, init)")
     clip_len: int = _setting(None, help="frames per clip (default: the model's)", flag=None)
     rate: int = _setting(None, help="frame sampling rate (default: 64 // clip length, e.g. 8 for 8 frames)")
@@ -268,6 +329,8 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         raise ValueError(f"`epochs` must be >= 1, got {config.epochs}.")
     if start_epoch >= config.epochs:
         raise ValueError(f"The run in {output!r} already finished its {config.epochs} epochs.")
+    recipe.check_recipe(config)
+    recipe.resolve_defaults(config)
 
     distribution = _distribution(config.distribute, config.batch_size)
     jit_compile = _jit(config.jit_compile)
@@ -297,8 +360,12 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 overrides["remat"] = True
             if config.mixed_precision:
                 overrides["dtype"] = "mixed_bfloat16"
+            from_preset = config.model in preset_names() and not os.path.exists(config.model)
+            if config.drop_path and from_preset:
+                overrides["drop_path_rate"] = config.drop_path
             loaded = load_model(config.model, config.weights, num_classes=num_classes, overrides=overrides)
             model, notes = loaded.model, loaded.notes
+            model = _recipe_model(model, config, from_preset, notes)
         classes = int(model.output_shape[-1])
         bad = [r for r in train_list.records + (val_list.records if val_list else []) if max(r.labels) >= classes]
         if bad:
@@ -327,19 +394,14 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         )
         train_data = vdata.VideoClipDataset(train_list.records, config.root, training=True, flip=config.flip, **common)
         val_data = vdata.VideoClipDataset(val_list.records, val_root, training=False, **common) if val_list else None
-        milestones = scaled_milestones(config.epochs, config.milestones)
-        config.milestones = milestones
-        schedule = EpochStepDecay(config.lr, milestones, len(train_data), config.gamma)
+        if recipe.soft_targets(config):  # float targets: one-hot (smoothing) or mixed
+            train_data = SoftTargetBatches(train_data, config.mixup, config.cutmix, seed=config.seed)
+            val_data = SoftTargetBatches(val_data) if val_data is not None else None
+        schedule = recipe.make_schedule(config, len(train_data))
         if not resume:
-            if multi_label:
-                loss, metrics = keras.losses.BinaryCrossentropy(from_logits=True), []
-            else:
-                loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-                metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-                if classes > 5:
-                    metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
+            loss, metrics = recipe.loss_and_metrics(config, multi_label, classes)
             model.compile(
-                optimizer=CoupledSGD(schedule, momentum=config.momentum, l2_weight_decay=config.weight_decay),
+                optimizer=recipe.make_optimizer(config, schedule, model),
                 loss=loss,
                 metrics=metrics,
                 jit_compile=jit_compile,
@@ -353,7 +415,7 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 f"training {config.model} on {len(train_list)} videos "
                 f"({len(train_data)} steps of {config.batch_size}), "
                 f"{geometry.describe()}, {classes} classes{' (multi-label)' if multi_label else ''}; epochs "
-                f"{start_epoch + 1}..{config.epochs}; lr {config.lr}, x{config.gamma} after epochs {milestones}; "
+                f"{start_epoch + 1}..{config.epochs}; {_describe_recipe(config)}; "
                 f"backend {keras.backend.backend()}"
                 + (
                     f", data-parallel over {len(distribution.device_mesh.devices.ravel())} devices"
@@ -383,6 +445,46 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         "failures": dict(train_data.failures),
         "threads": threads,
     }
+
+
+def _recipe_model(model, config, from_preset, notes):
+    """The loaded model with the recipe's backbone changes: stochastic depth on a saved model (a preset is
+    built with it), and a frozen backbone for a linear probe."""
+    if config.drop_path is not None and not from_preset:
+        current = getattr(getattr(model, "backbone", None), "drop_path_rate", 0.0)
+        if config.drop_path != current:
+            model = recipe.rebuild_backbone(model, drop_path_rate=config.drop_path)
+            notes.append(f"drop_path_rate {current} -> {config.drop_path}")
+    if config.freeze_backbone:
+        model = recipe.frozen_backbone(model)
+        trained = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        notes.append(f"backbone frozen, its dropout off: a linear probe of {trained} parameters")
+    return model
+
+
+def _describe_recipe(config):
+    if config.optimizer == "adamw":
+        text = f"AdamW lr {config.lr}, weight decay {config.weight_decay} (decoupled)"
+    else:
+        text = f"SGD lr {config.lr}, momentum {config.momentum}, L2 {config.weight_decay}"
+    if config.schedule == "cosine":
+        text += f", {config.warmup_epochs} warm-up epochs then cosine to {config.min_lr}"
+    else:
+        text += f", x{config.gamma} after epochs {config.milestones}"
+    extras = [
+        f"{name} {value}"
+        for name, value in (
+            ("label smoothing", config.label_smoothing),
+            ("mixup", config.mixup),
+            ("cutmix", config.cutmix),
+            ("layer decay", config.layer_decay),
+            ("drop path", config.drop_path),
+        )
+        if value
+    ]
+    if config.freeze_backbone:
+        extras.append("frozen backbone")
+    return text + "".join(f", {e}" for e in extras)
 
 
 def _fit(model, train_data, val_data, config, start_epoch, callbacks, verbose):
