@@ -19,6 +19,7 @@ from vidtr_keras.cli.args import as_flags, flags_of, rich_console
 COMMAND_MODULES = [
     "model",
     "convert",
+    "pretrain",
     "predict",
     "evaluate",
     "train",

@@ -48,7 +48,8 @@ def cmd_inflate(args):
     with console.status(f"reading {args.vit_file}"):
         vit = vit_module.read_vit(args.vit_file, num_heads=args.num_heads)
     with console.status(f"building {args.preset}"):
-        model = build_model(args.preset, num_classes=args.num_classes)
+        overrides = {"mlp_activation": args.mlp_activation} if args.mlp_activation else {}
+        model = build_model(args.preset, num_classes=args.num_classes, **overrides)
     report = vit_module.inflate(model, vit, tubelet_init=args.tubelet_init)
     if args.output.endswith(".keras"):
         model.save(args.output)
@@ -74,7 +75,7 @@ def _register_inflate(subparsers):
     p.add_argument(
         "vit_file",
         help="timm state dict (.pth/.pt/.bin/.safetensors), JAX ViT (.npz), a saved keras-hub ViTBackbone "
-        "(.keras) or keras_hub:PRESET",
+        "(.keras), keras_hub:PRESET, or a checkpoint shipped in the package: vidtr_keras:tiny_fractal_vit",
     )
     p.add_argument("--preset", required=True, help="the VidTr preset to build (see `vidtr presets`)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier width (default: the preset's)")
@@ -89,6 +90,13 @@ def _register_inflate(subparsers):
         type=int,
         default=None,
         help="the ViT's heads, to check them (timm state dicts do not record them)",
+    )
+    p.add_argument(
+        "--mlp-activation",
+        choices=("relu", "gelu"),
+        default=None,
+        help="the model's MLP activation (default: the preset's, relu as in the released VidTr code; gelu keeps "
+        "the MLP of a timm/JAX ViT exactly)",
     )
     p.add_argument("--output", required=True, help="out.keras (whole model) or out.weights.h5")
     p.set_defaults(func=cmd_inflate)

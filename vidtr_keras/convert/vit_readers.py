@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 from keras import ops
 
-from vidtr_keras.convert import io
+from vidtr_keras.convert import io, pretrained
 from vidtr_keras.convert.vit_weights import (
     CANONICAL_LAYOUT,
     ViTWeights,
@@ -321,7 +321,8 @@ def read_vit(source, num_heads=None, grid_size=None):
 
     `ViTWeights` as they are; a keras-hub `ViTBackbone`, the name of a keras-hub preset written
     `keras_hub:NAME` (e.g. `keras_hub:vit_base_patch16_224_imagenet`) or a saved one (`.keras`, also a
-    model holding it as `backbone`); a dict (timm names if it has `cls_token` or
+    model holding it as `backbone`); a checkpoint shipped in the package, `vidtr_keras:NAME`
+    (`vidtr_keras.convert.pretrained`, e.g. `vidtr_keras:tiny_fractal_vit`); a dict (timm names if it has `cls_token` or
     `patch_embed.proj.weight`, JAX names if it has `embedding/kernel`); a file: `.pth`/`.pt`/`.bin`
     (timm, torch), `.safetensors` (timm), `.npz` (JAX names, or timm names).
 
@@ -338,6 +339,9 @@ def read_vit(source, num_heads=None, grid_size=None):
         return from_keras_hub(source)
     if isinstance(source, str) and source.startswith(KERAS_HUB_PREFIX):
         return _with_heads(from_keras_hub(source[len(KERAS_HUB_PREFIX) :]), num_heads)
+    if isinstance(source, str) and source.startswith(pretrained.PREFIX):  # a checkpoint shipped in the package
+        vit = from_timm(pretrained.path(source), num_heads=pretrained.num_heads(source), grid_size=grid_size)
+        return _with_heads(dataclasses.replace(vit, source=source), num_heads)
     if isinstance(source, (str, os.PathLike)) and os.fspath(source).endswith(".keras"):
         return _with_heads(_from_keras_file(os.fspath(source)), num_heads)
     if isinstance(source, (str, os.PathLike)):
