@@ -142,13 +142,13 @@ def assert_layers_hold_the_vit(model, sd):
     kernel = np.transpose(sd["patch_embed.proj.weight"], (2, 3, 1, 0))
     np.testing.assert_array_equal(w["patch_embedding/projection/kernel"][0], kernel)
     np.testing.assert_array_equal(w["patch_embedding/projection/bias"], sd["patch_embed.proj.bias"])
-    pos = w["position_embedding/embeddings"].reshape(-1, 17, d)  # every frame row [class, patches]
+    pos = w["position_embedding/embeddings"].reshape(-1, sd["pos_embed"].shape[1], d)  # rows [class, patches]
     for row in pos:
         np.testing.assert_array_equal(row, sd["pos_embed"][0])
     for name in ("class_tokens/temporal_class_tokens", "class_tokens/spatial_class_tokens"):
         tokens = w[name].reshape(-1, d)
         np.testing.assert_array_equal(tokens, np.broadcast_to(sd["cls_token"].reshape(1, d), tokens.shape))
-    for i in range(3):
+    for i in range(sum(name.endswith(".norm1.weight") for name in sd)):
         b, t = f"encoder_block_{i}/", f"blocks.{i}."
         pairs = {
             "norm1/gamma": sd[t + "norm1.weight"],
@@ -191,20 +191,31 @@ def test_pretraining_writes_a_checkpoint_that_vidtr_inflate_reads(tmp_path, caps
     assert_layers_hold_the_vit(model, sd)
 
 
-def test_the_shipped_checkpoint_loads_and_inflates_into_every_tiny_preset():
-    path = pretrained.path("tiny_fractal_vit")
+# name -> (its ViT: width, depth, heads, MLP, patch, image size; the overrides of the tiny presets it fits)
+SHIPPED = {
+    "tiny_fractal_vit": ((32, 3, 4, 64, 8, 32), {}),
+    "tiny_fractal_vit_p4": ((32, 2, 4, 64, 4, 16), {"num_layers": 2, "image_size": 16, "patch_size": (1, 4, 4)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_shipped_checkpoint_loads_and_inflates_into_every_tiny_preset(name):
+    sizes, overrides = SHIPPED[name]
+    assert sorted(SHIPPED) == pretrained.names()
+    path = pretrained.path(name)
     assert os.path.getsize(path) < 2_000_000
-    record = pretrained.record("tiny_fractal_vit")
+    record = pretrained.record(name)
     config = record["config"]
-    assert (config["width"], config["depth"], config["heads"], config["mlp_dim"], config["patch"]) == (32, 3, 4, 64, 8)
-    assert record["val_accuracy"] > 5 / config["classes"]  # well above chance on held-out images
-    vit = vit_convert.read_vit("vidtr_keras:tiny_fractal_vit")
-    assert vit.num_heads == 4 and vit.grid_size == (4, 4) and vit.source == "vidtr_keras:tiny_fractal_vit"
+    assert tuple(config[k] for k in ("width", "depth", "heads", "mlp_dim", "patch", "image_size")) == sizes
+    assert record["val_accuracy"] > 20 / config["classes"]  # far above chance on held-out images
+    vit = vit_convert.read_vit(f"vidtr_keras:{name}")
+    assert vit.num_heads == 4 and vit.grid_size == (4, 4) and vit.source == f"vidtr_keras:{name}"
+    assert (vit.hidden_dim, vit.num_layers, vit.patch_size) == (sizes[0], sizes[1], (sizes[4], sizes[4]))
     for preset in ("vidtr_tiny", "vanilla_tiny", "cvidtr_tiny"):
-        model = build_model(preset, num_classes=3)
-        report = vit_convert.inflate(model, "vidtr_keras:tiny_fractal_vit")
+        model = build_model(preset, num_classes=3, **overrides)
+        report = vit_convert.inflate(model, f"vidtr_keras:{name}")
         assert report.initialised == ["head/kernel", "head/bias"], preset
-    model = build_model("vidtr_tiny", num_classes=3)
+    model = build_model("vidtr_tiny", num_classes=3, **overrides)
     vit_convert.inflate(model, vit)
     assert_layers_hold_the_vit(model, _state(path))
 

@@ -11,7 +11,7 @@ config and the final accuracies: on the training images and on held-out images, 
 classes).
 
 Example:
->>> result = pretrain_images(PretrainConfig("vit.npz", classes=8, images_per_class=16, epochs=1))
+>>> result = pretrain_images(PretrainConfig("vit.npz", classes=8, images_per_class=16, epochs=2, warmup_epochs=1))
 >>> result.path, round(result.val_accuracy, 2)
 ('vit.npz', ...)
 """

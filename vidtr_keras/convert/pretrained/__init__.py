@@ -28,6 +28,13 @@ CHECKPOINTS = {
         "description": "ViT width 32, 3 blocks, 4 heads, MLP 64 (GELU), 8 px patches, 32 px images, pretrained on "
         "100 FractalDB-style fractal classes; fits the tiny presets (vidtr_tiny, vanilla_tiny, cvidtr_tiny)",
     },
+    "tiny_fractal_vit_p4": {
+        "file": "tiny_fractal_vit_p4.npz",
+        "num_heads": 4,
+        "description": "ViT width 32, 2 blocks, 4 heads, MLP 64 (GELU), 4 px patches, 16 px images, pretrained on "
+        "100 FractalDB-style fractal classes; fits the learning run's models (the tiny presets with "
+        "num_layers=2, image_size=16, patch_size=(1, 4, 4))",
+    },
 }
 
 
