@@ -5,6 +5,7 @@ generated from `TrainConfig`, clear errors for bad values, the released recipe a
 resume of a run that uses all of it.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -162,6 +163,15 @@ def test_warmup_must_end_before_the_run_and_belongs_to_the_cosine_schedule():
 # Layer-wise learning-rate decay
 
 
+def variable_at(path, shape=(2, 3)):
+    """A variable whose path is `path` (as if made by the layers it names)."""
+    *scopes, name = path.split("/")
+    with contextlib.ExitStack() as stack:
+        for scope in scopes:
+            stack.enter_context(keras.name_scope(scope))
+        return keras.Variable(np.linspace(-1, 1, np.prod(shape), dtype=np.float32).reshape(shape), name=name)
+
+
 def test_layer_decay_gives_each_block_its_scale():
     # timm's rule on VidTr's names: embedding 0, block i -> i + 1, the rest L + 1
     assert layer_id("patch_embedding/projection/kernel", 3) == 0
@@ -171,7 +181,10 @@ def test_layer_decay_gives_each_block_its_scale():
     assert layer_decay_scale("encoder_block_0/norm1/gamma", 3, 0.5) == 0.5**3
 
     model = build_model("vidtr_tiny", num_classes=4)  # 3 encoder blocks
-    variables = model.trainable_variables
+    # stand-ins with the model's variable paths (the scale is a function of the path), all of one small
+    # shape so that eager JAX compiles each update op once
+    variables = [variable_at(v.path) for v in model.trainable_variables]
+    assert [v.path for v in variables] == [v.path for v in model.trainable_variables]
     decay, lr, blocks = 0.5, 0.1, model.backbone.num_layers
 
     def expected_scale(path):

@@ -103,8 +103,8 @@ class TrainConfig:
     batch_size: int = _setting(8, help="clips per training step")
     optimizer: str = _setting(
         "sgd",
-        help="sgd: the released recipe (SGD with momentum, L2 in the gradient); adamw: AdamW with decoupled weight "
-        "decay (Keras' AdamW; the fine-tuning recipe of VideoMAE and timm)",
+        help="sgd: the released recipe, SGD with momentum and L2 in the gradient; adamw: Keras' AdamW with decoupled "
+        "weight decay, the fine-tuning recipe of VideoMAE and timm",
         choices=recipe.OPTIMIZERS,
     )
     lr: float = _setting(None, help="peak learning rate (default 0.01 for sgd, 1e-3 for adamw)")
@@ -133,12 +133,14 @@ class TrainConfig:
         0.0, help="label smoothing e in [0, 1): targets (1 - e) y + e / classes (multi-label: + e / 2); 0.1 is usual"
     )
     mixup: float = _setting(
-        0.0, help="mixup alpha (0: off; 0.8 in VideoMAE): blend every batch with itself reversed, lam ~ Beta(a, a)"
+        0.0,
+        help="mixup alpha a: blend every batch with itself reversed by lam ~ Beta(a, a) per batch; 0 is off, 0.8 "
+        "VideoMAE's",
     )
     cutmix: float = _setting(
         0.0,
-        help="cutmix alpha (0: off; 1.0 in VideoMAE): paste a box (the same in every frame) from the reversed batch; "
-        "with `mixup` too, half the batches each",
+        help="cutmix alpha: paste a box (the same in every frame) from the reversed batch, its area ~ Beta(a, a); "
+        "with `mixup` too, half the batches each; 0 is off, 1.0 VideoMAE's",
     )
     layer_decay: float = _setting(
         None,
@@ -147,8 +149,9 @@ class TrainConfig:
     )
     drop_path: float = _setting(
         None,
-        help="stochastic depth: the rate of dropping an encoder block's residual branches in training, in [0, 1) "
-        "(0.1 in VideoMAE); default: the model's own (0 for a preset)",
+        help="stochastic depth in [0, 1) (timm's drop_path_rate, 0.1 in VideoMAE): the last encoder block's "
+        "probability of dropping its residual branches in training, rising linearly from 0 over the blocks; default: "
+        "the model's own (0 for a preset)",
     )
     freeze_backbone: bool = _setting(
         False,
