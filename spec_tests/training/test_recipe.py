@@ -448,7 +448,7 @@ RECIPE = dict(
 )
 
 
-def test_resume_of_an_adamw_cosine_mixup_run_gives_the_weights_of_an_uninterrupted_run(demo, tmp_path):
+def test_resume_of_an_adamw_cosine_mixup_run_gives_the_weights_of_an_uninterrupted_run(demo, tmp_path, capsys):
     uninterrupted = training.train(config_for(demo, tmp_path / "whole", **RECIPE), verbose=0)
     pointer = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())
     for key, value in RECIPE.items():  # every setting is stored in the run directory
@@ -460,6 +460,7 @@ def test_resume_of_an_adamw_cosine_mixup_run_gives_the_weights_of_an_uninterrupt
     np.testing.assert_allclose(lrs, want, rtol=1e-5)  # the log's lr: the first step of each epoch
     optimizer = load_model(tmp_path / "whole", compile=True).model.optimizer
     assert isinstance(optimizer, training.LayerDecayAdamW) and optimizer.layer_decay == 0.75
+    assert optimizer.num_layers == 3  # vidtr_tiny's encoder blocks
     assert isinstance(optimizer._learning_rate, training.WarmupCosineDecay)
 
     class Kill(keras.callbacks.Callback):
@@ -478,5 +479,8 @@ def test_resume_of_an_adamw_cosine_mixup_run_gives_the_weights_of_an_uninterrupt
     for path, value in whole.items():
         np.testing.assert_array_equal(resumed[path], value, err_msg=path)
     history = json.loads((tmp_path / "killed" / "checkpoint.json").read_text())["history"]
+    # another recipe is another run: resume refuses it, naming the flag
+    assert vidtr("train", "--output", tmp_path / "killed", "--resume", "--mixup", "0.2") == 2
+    assert "--mixup 0.2 (the run used 0.8)" in printed(capsys)
     drop = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert drop(history) == drop(uninterrupted["history"])
