@@ -58,3 +58,47 @@ def train_and_test(seed, epochs=20):
 def test_vidtr_learns_direction_well_above_chance():
     accuracy = train_and_test(SEED)
     assert accuracy >= 0.6, f"direction top-1 {accuracy:.2f} after 160 steps (chance 0.25)"
+
+
+def test_learning_run_trains_both_regimes_and_the_shuffled_frames_control(tmp_path, capsys):
+    """`python -m reproduce learning`'s worker on a tiny spec, in this process: the transformer in both
+    regimes (the pretrained one inflated from an image ViT made by `pretrain_images` to fit it), the
+    Conv3D from scratch only, each run tested on plain and on shuffled-frames test clips; the finished
+    runs kept in the partial-results file, which a run started again does not train again."""
+    import json
+
+    from reproduce.learning import recipe, worker
+    from vidtr_keras.training.pretrain_images import PretrainConfig, pretrain_images
+
+    vit = str(tmp_path / "vit.npz")
+    settings = dict(recipe.PRETRAIN, classes=3, images_per_class=4, val_images_per_class=0, epochs=1)
+    pretrain_images(PretrainConfig(vit, warmup_epochs=0.0, **settings), verbose=0)
+
+    inflated = worker.build("VidTr temp.-spat.", 0, recipe.PRETRAINED, vit)
+    scratch = worker.build("VidTr temp.-spat.", 0)
+    qkv = np.load(vit)["blocks.1.attn.qkv.weight"]
+    kernel = inflated.backbone.get_layer("encoder_block_1").attn.in_proj_kernel
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), qkv.T, rtol=1e-6)
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(scratch.backbone.get_layer("encoder_block_1").attn.in_proj_kernel), qkv.T
+    )
+
+    clips = np.arange(2 * recipe.FRAMES, dtype="float32").reshape(2, recipe.FRAMES, 1, 1, 1)
+    shuffled = worker.shuffled_frames(clips)
+    for clip, original in zip(shuffled, clips):
+        assert sorted(clip.ravel()) == sorted(original.ravel()) and not np.array_equal(clip, original)
+
+    partial = str(tmp_path / "partial.jsonl")
+    spec = dict(recipe.QUICK, train=64, test=32, tasks=["direction"], threads=None, rollouts=None, vit=vit)
+    spec.update(variants=["VidTr temp.-spat.", "Conv3D"], partial=partial)
+    worker.worker(spec)
+    runs = [json.loads(line[7:]) for line in capsys.readouterr().out.splitlines() if line.startswith("RESULT ")]
+    assert worker.partial_runs(partial, worker.spec_key(spec)) == runs
+    worker.worker(spec)  # an interrupted run started again: what is in the partial file is not trained again
+    assert "RESULT " not in capsys.readouterr().out
+    assert sorted((r["variant"], r["regime"]) for r in runs) == [
+        ("Conv3D", recipe.SCRATCH),
+        ("VidTr temp.-spat.", recipe.PRETRAINED),
+        ("VidTr temp.-spat.", recipe.SCRATCH),
+    ]
+    assert all(0.0 <= r["top1"] <= 1.0 and 0.0 <= r["shuffled_top1"] <= 1.0 for r in runs)

@@ -34,7 +34,15 @@ def _report(tasks):
         saved["easy"] = run_easy(1 if _Quiet.quick else 3)
         if not tasks:  # the whole run (a partial report keeps the file as it is)
             path.write_text(json.dumps(saved, indent=1))
-    return report(_Quiet(), saved["spec"], saved["runs"], saved["minutes"], saved["easy"], saved.get("reruns"))
+    return report(
+        _Quiet(),
+        saved["spec"],
+        saved["runs"],
+        saved["minutes"],
+        saved["easy"],
+        saved.get("reruns"),
+        easy_date=saved.get("easy_date"),
+    )
 
 
 def main(argv=None):

@@ -17,10 +17,30 @@ def interval(values):
     return mean, T_975.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
-def _verdict(held, text, decidable=True):
+VERDICTS = ("held", "not held", "undecided")
+
+
+def _verdict(held, text, decidable=True, why="the variants compared are at chance on every task: equal only trivially"):
+    """A markdown line: **held** / **not held** where the numbers decide, **undecided** (and why) where not."""
     if not decidable:
-        return f"- **undecided** (the variants compared are at chance on every task: equal only trivially): {text}"
-    return f"- **{'held' if held else 'not shown'}**: {text}"
+        return f"- **undecided** ({why}): {text}"
+    return f"- **{'held' if held else 'not held'}**: {text}"
+
+
+def verdict_of(line):
+    """The verdict word of a `claims` line."""
+    return next(v for v in VERDICTS if line.startswith(f"- **{v}**"))
+
+
+# Short names of the six claims, in the order `claims` lists them.
+CLAIM_NAMES = (
+    "separable ~ joint",
+    "temp.-spat. ~ spat.-temp.",
+    "spatial-only behind",
+    "std-topK >= average >= conv",
+    "VidTr > Conv3D long-range",
+    "Conv3D > VidTr fast motion",
+)
 
 
 # A variant "learned" a task when its interval's lower end is this far above chance: with tight
@@ -114,6 +134,8 @@ def claims(stats, cost):
                 if "static" in tasks
                 else "."
             ),
+            any(learned(ts, t) or learned(sp, t) for t in temporal),
+            "neither model learned a temporal task",
         )
     )
     mean_over = {
@@ -130,6 +152,8 @@ def claims(stats, cost):
                 for t in tasks
             )
             + ".",
+            any(learned(v, t) for v in mean_over for t in tasks),
+            "no pooling variant learned any task",
         )
     )
     long_range = [t for t in LONG_RANGE if t in tasks]
@@ -141,7 +165,13 @@ def claims(stats, cost):
                 "VidTr ahead of the Conv3D on the long-range tasks beyond the intervals on "
                 f"{len(ahead)}/{len(long_range)} "
                 "(" + ", ".join(f"{t}: {m(ts, t):.2f} vs {m('Conv3D', t):.2f}" for t in long_range) + ").",
+                any(learned(ts, t) or learned("Conv3D", t) for t in long_range),
+                "neither model learned a long-range task",
             )
+        )
+    else:
+        lines.append(
+            _verdict(False, "VidTr ahead of the Conv3D on the long-range tasks.", False, "no long-range task ran")
         )
     if "motion" in tasks:
         lines.append(
@@ -149,6 +179,12 @@ def claims(stats, cost):
                 apart("Conv3D", ts, "motion"),
                 "the Conv3D ahead of VidTr on fast local motion: "
                 f"{m('Conv3D', 'motion'):.2f} vs {m(ts, 'motion'):.2f}.",
+                learned(ts, "motion") or learned("Conv3D", "motion"),
+                "neither model learned fast motion",
             )
+        )
+    else:
+        lines.append(
+            _verdict(False, "the Conv3D ahead of VidTr on fast local motion.", False, "the motion task did not run")
         )
     return lines

@@ -3,29 +3,40 @@
 from reproduce.learning.recipe import FRAMES, ROLLOUT_TASKS, SIZE, VARIANTS
 
 
-def plot(path, stats, variants, tasks):
+def plot(path, top1, shuffled, variants, tasks):
+    """One panel per regime: top-1 bars with 95 % intervals, the same models on shuffled frames as black
+    ticks, chance dotted. `top1` and `shuffled`: {regime: {(variant, task): (mean, half-width)}}."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.2))
+    regimes = list(top1)
+    fig, axes = plt.subplots(len(regimes), 1, figsize=(11, 3.6 * len(regimes) + 0.8), squeeze=False)
     width = 0.8 / len(variants)
-    for i, v in enumerate(variants):
-        xs = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(tasks))]
-        means = [stats[(v, t)][0] for t in tasks]
-        errs = [stats[(v, t)][1] or 0.0 for t in tasks]
-        ax.bar(xs, means, width, yerr=errs, capsize=2, label=v)
-    for j, t in enumerate(tasks):
-        chance = 1.0 / len(task_classes(t))
-        ax.hlines(chance, j - 0.45, j + 0.45, colors="k", linestyles="dotted", linewidth=1)
-    ax.set_xticks(range(len(tasks)))
-    ax.set_xticklabels(tasks)
-    ax.set_ylabel("test top-1 (mean, 95% interval)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Procedural benchmark, tiny models from scratch (dotted: chance)")
-    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    fig.tight_layout()
+    for ax, g in zip(axes[:, 0], regimes):
+        stats = top1[g]
+        for i, v in enumerate(variants):
+            js = [j for j, t in enumerate(tasks) if (v, t) in stats]
+            if not js:
+                continue
+            xs = [j + (i - (len(variants) - 1) / 2) * width for j in js]
+            means = [stats[(v, tasks[j])][0] for j in js]
+            errs = [stats[(v, tasks[j])][1] or 0.0 for j in js]
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=v, color=f"C{i}")
+            shuf = [shuffled[g].get((v, tasks[j]), (float("nan"),))[0] for j in js]
+            ax.plot(xs, shuf, "k_", markersize=9, label="shuffled frames" if i == 0 else None)
+        for j, t in enumerate(tasks):
+            chance = 1.0 / len(task_classes(t))
+            ax.hlines(chance, j - 0.45, j + 0.45, colors="k", linestyles="dotted", linewidth=1)
+        ax.set_xticks(range(len(tasks)))
+        ax.set_xticklabels(tasks)
+        ax.set_ylabel("test top-1 (mean, 95% CI)")
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"Procedural benchmark, tiny models, {g} (black ticks: shuffled frames; dotted: chance)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=5, loc="lower center")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -36,7 +47,7 @@ def task_classes(task):
     return TASKS[task].classes
 
 
-def plot_rollouts(path, npz, stats):
+def plot_rollouts(path, npz, stats, regime=""):
     """Each variant's seed-0 rollout on a test clip of the ROLLOUT_TASKS task it learned best (highest mean
     top-1 in `stats`), over that clip's frames; the raw test clips on top. None without rollouts."""
     import matplotlib
@@ -94,9 +105,9 @@ def plot_rollouts(path, npz, stats):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(
-        "Attention rollout of seed-0 models on a test clip of the task each learned best (direction or fast "
-        "motion):\nthe classified token's relevance on every patch of every frame (one colour scale per model) "
-        "and per frame",
+        f"Attention rollout of seed-0 models{' (' + regime + ')' if regime else ''} on a test clip of the task "
+        "each learned best (direction or fast motion):\nthe classified token's relevance on every patch of every "
+        "frame (one colour scale per model) and per frame",
         fontsize=8,
     )
     fig.tight_layout()

@@ -2,9 +2,11 @@
 (`python -m reproduce.learning.worker SPEC`, on TensorFlow) and the parent side that deals the variants
 out to spec["workers"] such processes running at once.
 
-Each worker trains one traced graph per variant: the seeds' models side by side in one Keras model
-(`build_stack`), and each (task, seed) run re-initialises the weights and the optimizer of the compiled
-model, so the tasks x seeds runs of a variant share one trace. Every variant has a 4-way head (the
+Each worker trains one traced graph per variant: the models of every (regime, seed) side by side in one
+Keras model (`build_stack`), and each task re-initialises the weights (random, or inflated from the
+pretrained image ViT) and the optimizer of the compiled model, so all runs of a variant share one trace.
+After training, each model is tested on the test clips and on the same clips with their frames
+shuffled (`shuffled_frames`, the control of how much a model uses time). Every variant has a 4-way head (the
 most classes of any task; two-class tasks leave two logits unused). One thread per worker: the tiny
 models' steps are short ops that one thread runs almost as fast as two.
 """
@@ -21,7 +23,9 @@ from reproduce.learning.recipe import (
     BASE,
     FRAMES,
     HEAD,
+    PRETRAINED,
     ROLLOUT_TASKS,
+    SCRATCH,
     SIZE,
     STEP_COST,
     VARIANTS,
@@ -33,31 +37,98 @@ from reproduce.learning.recipe import (
 TRAIN_TIMEOUT_S = 4 * 3600
 
 
-def build(variant, seed):
-    """One member: the variant's model with the weights of `seed`."""
+def build(variant, seed, regime=SCRATCH, vit=None):
+    """One member: the variant's model with the weights of `seed`; in the PRETRAINED regime every
+    tensor but the head (and C-VidTr's pooling convolution) then comes from the image ViT file `vit`,
+    inflated as the paper does (`vidtr_keras.convert.vit.inflate`)."""
     import keras
 
     from vidtr_keras import build_model
 
     keras.utils.set_random_seed(seed)
     if VARIANTS[variant] is None:
+        if regime != SCRATCH:
+            raise ValueError(f"{variant} has no pretrained form (regime {regime!r}).")
         return conv3d_baseline(seed=seed)
-    return build_model("vidtr_tiny", num_classes=HEAD, **BASE, **VARIANTS[variant])
+    model = build_model("vidtr_tiny", num_classes=HEAD, **BASE, **VARIANTS[variant])
+    if regime == PRETRAINED:
+        from vidtr_keras.convert.vit import inflate
+
+        inflate(model, vit)
+    return model
 
 
-def build_stack(variant, seeds):
-    """The seeds' members side by side in one model (same input, one output each): their losses add up
-    and no weight is shared, so each member trains as it would alone, and one XLA program serves all."""
+def members_of(variant, seeds, regimes):
+    """The (regime, seed) members a variant trains: every regime it has (the Conv3D: from scratch only)."""
+    have = [r for r in regimes if VARIANTS[variant] is not None or r == SCRATCH]
+    return [(regime, seed) for regime in have for seed in seeds]
+
+
+def member_name(regime, seed):
+    return f"{'pretrained' if regime == PRETRAINED else 'scratch'}_seed_{seed}"
+
+
+def build_stack(variant, members, vit=None):
+    """The members side by side in one model (same input, one output each): their losses add up and no
+    weight is shared, so each member trains as it would alone, and one traced program serves all (the
+    regimes share it too: the same steps on the same batches, only the initial weights differ)."""
     import keras
 
-    members = []
-    for seed in seeds:
-        member = build(variant, seed)
-        inputs = keras.Input((FRAMES, SIZE, SIZE, 3))
-        members.append(keras.Model(inputs, member(inputs), name=f"seed_{seed}"))
+    outputs = []
     inputs = keras.Input((FRAMES, SIZE, SIZE, 3), name="clips")
-    stack = keras.Model(inputs, [m(inputs) for m in members], name="seeds")
-    return stack
+    for regime, seed in members:
+        member = build(variant, seed, regime, vit)
+        x = keras.Input((FRAMES, SIZE, SIZE, 3))
+        outputs.append(keras.Model(x, member(x), name=member_name(regime, seed))(inputs))
+    return keras.Model(inputs, outputs, name="members")
+
+
+def shuffled_frames(clips, seed=0):
+    """The clips with their frames permuted, one random non-identity permutation per clip (seeded): the
+    shuffled-frames control. A model that uses frame order loses accuracy on them."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n, t = clips.shape[:2]
+    perms = []
+    for _ in range(n):
+        p = rng.permutation(t)
+        while t > 1 and np.all(p == np.arange(t)):
+            p = rng.permutation(t)
+        perms.append(p)
+    return clips[np.arange(n)[:, None], np.stack(perms)]
+
+
+# What identifies a run's results in its partial-results file: every setting that changes them.
+KEY_FIELDS = ("train", "test", "epochs", "seeds", "tasks", "regimes", "pretrain", "batch_size", "lr", "warmup")
+
+
+def spec_key(spec):
+    return json.dumps({k: spec.get(k) for k in KEY_FIELDS}, sort_keys=True)
+
+
+def partial_path(spec):
+    """The file each finished (variant, task) appends its runs to, so that an interrupted run continues
+    where it stopped (`python -m reproduce learning` again); None for runs that keep no file."""
+    if spec.get("partial"):
+        return spec["partial"]
+    return str(common.RESULTS / "learning_partial.jsonl") if spec.get("rollouts") else None
+
+
+def partial_runs(path, key):
+    """The runs stored in `path` under `key` (none without the file)."""
+    if not path or not os.path.exists(path):
+        return []
+    runs = []
+    with open(path) as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a line cut short by the interruption
+                continue
+            if entry.pop("key", None) == key:
+                runs.append(entry)
+    return runs
 
 
 def worker(spec):
@@ -79,16 +150,24 @@ def worker(spec):
         test = procedural.ProceduralDataset(task, "test", spec["test"], seed=0, frames=FRAMES, size=SIZE).arrays()
         data[task] = (train, test)
     seeds = list(range(spec["seeds"]))
+    regimes = spec.get("regimes", [SCRATCH])
+    partial, key = partial_path(spec), spec_key(spec)
+    done = {(r["variant"], r["task"], r.get("regime", SCRATCH), r["seed"]) for r in partial_runs(partial, key)}
+    # Rollouts of the models in the paper's regime (pretrained) where the run has it.
+    shown = PRETRAINED if PRETRAINED in regimes else SCRATCH
     rollouts = {}
     for variant in spec["variants"]:
         model = None
+        members = members_of(variant, seeds, regimes)
         for task in spec["tasks"]:
+            if all((variant, task, regime, seed) in done for regime, seed in members):
+                continue  # finished by an interrupted run of the same spec
             (x, y), (xt, yt) = data[task]
-            fresh = build_stack(variant, seeds)
+            fresh = build_stack(variant, members, spec.get("vit"))
             if model is None:
                 model, optimizer = fresh, keras.optimizers.AdamW(learning_rate_schedule(spec))
                 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-                model.compile(optimizer, [loss] * len(seeds), jit_compile=False)  # XLA's CPU compile costs minutes
+                model.compile(optimizer, [loss] * len(members), jit_compile=False)  # XLA's CPU compile costs minutes
             else:
                 model.set_weights(fresh.get_weights())
                 for v in optimizer.variables:  # step count and moments, never the learning rate
@@ -97,31 +176,40 @@ def worker(spec):
             keras.utils.set_random_seed(len(seeds))
             start = time.perf_counter()
             model.fit(
-                x, [y] * len(seeds), batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0, shuffle=True
+                x, [y] * len(members), batch_size=spec["batch_size"], epochs=spec["epochs"], verbose=0, shuffle=True
             )
             seconds = time.perf_counter() - start
-            outputs = model.predict(xt, batch_size=spec["batch_size"], verbose=0)
-            train_outputs = model.predict(x[:256], batch_size=spec["batch_size"], verbose=0)
-            for seed, logits, train_logits in zip(seeds, outputs, train_outputs):
-                print(
-                    "RESULT "
-                    + json.dumps(
-                        {
-                            "variant": variant,
-                            "task": task,
-                            "seed": seed,
-                            "top1": float(np.mean(np.argmax(logits, -1) == yt)),
-                            "train_top1": float(np.mean(np.argmax(train_logits, -1) == y[:256])),
-                            "seconds": seconds / len(seeds),
-                        }
-                    ),
-                    flush=True,
+            outputs = _as_list(model.predict(xt, batch_size=spec["batch_size"], verbose=0))
+            shuffled = _as_list(model.predict(shuffled_frames(xt), batch_size=spec["batch_size"], verbose=0))
+            train_outputs = _as_list(model.predict(x[:256], batch_size=spec["batch_size"], verbose=0))
+            finished = []
+            for (regime, seed), logits, shuffled_logits, train_logits in zip(members, outputs, shuffled, train_outputs):
+                finished.append(
+                    {
+                        "variant": variant,
+                        "regime": regime,
+                        "task": task,
+                        "seed": seed,
+                        "top1": float(np.mean(np.argmax(logits, -1) == yt)),
+                        "shuffled_top1": float(np.mean(np.argmax(shuffled_logits, -1) == yt)),
+                        "train_top1": float(np.mean(np.argmax(train_logits, -1) == y[:256])),
+                        "seconds": seconds / len(members),
+                    }
                 )
+            if partial:  # one write of whole lines: the other worker appends to the same file
+                with open(partial, "a") as f:
+                    f.write("".join(json.dumps(dict(run, key=key)) + "\n" for run in finished))
+            for run in finished:
+                print("RESULT " + json.dumps(run), flush=True)
             if spec.get("rollouts") and task in ROLLOUT_TASKS and VARIANTS[variant] is not None:
-                member = model.get_layer("seed_0").layers[-1]
+                member = model.get_layer(member_name(shown, 0)).layers[-1]
                 rollouts[(variant, task)] = _rollouts(member, xt[:2], yt[:2])
     if rollouts:
         np.savez(spec["rollouts"], **{f"{v}|{t}|{k}": a for (v, t), r in rollouts.items() for k, a in r.items()})
+
+
+def _as_list(outputs):
+    return outputs if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def _rollouts(model, clips, labels):
@@ -150,9 +238,14 @@ def shares_of(spec):
     if workers == 1:
         return [spec]
     loads, shares = [0.0] * workers, [[] for _ in range(workers)]
-    for v in sorted(spec["variants"], key=lambda v: -STEP_COST.get(v, 1.0)):
+    regimes = spec.get("regimes", [SCRATCH])
+
+    def cost(v):  # a stack's step cost grows with its members: the Conv3D has one regime
+        return STEP_COST.get(v, 1.0) * len(members_of(v, [0], regimes))
+
+    for v in sorted(spec["variants"], key=lambda v: -cost(v)):
         i = loads.index(min(loads))
-        loads[i] += STEP_COST.get(v, 1.0)
+        loads[i] += cost(v)
         shares[i].append(v)
     out = []
     for i, variants in enumerate(shares):
@@ -184,7 +277,7 @@ def run_workers(ctx, spec, total):
         runs.append(run)
         ctx.advance(
             bar,
-            f"learning [{BACKEND}] {run['variant']} / {run['task']} seed {run['seed']}: "
+            f"learning [{BACKEND}] {run['variant']} ({run.get('regime', SCRATCH)}) / {run['task']} seed {run['seed']}: "
             f"top-1 {run['top1']:.2f} ({run['seconds']:.0f}s)",
         )
 
