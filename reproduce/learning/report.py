@@ -73,6 +73,8 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None, easy_date=None):
     """Writes results/learning.{md,csv,png} from the runs (also `python -m reproduce.learning --report`,
     from results/learning_runs.json, without training again)."""
     tasks = spec["tasks"]
+    if easy is None:
+        easy = run_easy(1 if ctx.quick else 3)
     regimes = [r for r in spec.get("regimes", [SCRATCH]) if r in REGIMES]
     top1 = {g: regime_stats(spec, runs, g) for g in regimes}
     shuffled = {g: regime_stats(spec, runs, g, "shuffled_top1") for g in regimes}
@@ -192,10 +194,10 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None, easy_date=None):
         "## The paper's claims, one by one, in each regime",
         claims_section(claim_lines, regimes),
         "## Does the official order's weakness from scratch survive image pretraining?",
-        weakness_section(top1, shuffled, tasks, regimes),
+        weakness_section(top1, shuffled, tasks, regimes, easy),
         "## Why the official temporal-spatial order learns order so slowly from scratch at this size",
         sensitivity_section(),
-        easy_section(easy or run_easy(1 if ctx.quick else 3))
+        easy_section(easy)
         + (
             f"\n\n(The easy-regime numbers are those of {easy_date}, kept from that run: they do not depend on "
             "the regimes and were not trained again.)"
