@@ -10,7 +10,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # XLA (JAX everywhere, TensorFlow's jit-compiled `fit`/`predict`) compiles each new shape; with the tiny
 # shapes here, compiling is most of the suite's time and LLVM's optimisation passes most of each compile.
 # Level 0 changes the generated machine code's speed, not the computation XLA was asked to run (its HLO
-# optimisations still run): compile-bound tests ran 1.6-1.9x faster on this machine, while code that runs
+# optimisations still run): compile-bound tests run markedly faster, while code that runs
 # on large tensors runs slower (so tests keep tensors tiny; full-size models are built without drawing
 # initial values). Set XLA_FLAGS to override.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
@@ -18,7 +18,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 
 import keras  # noqa: E402
 
-# JAX compiles every eager primitive anew for each new shape (~1 s per random-shape example here), so
+# JAX compiles every eager primitive anew for each new shape (most of a random-shape example's time), so
 # it draws fewer examples to keep each backend's suite within a few minutes; the same properties run.
 _EXAMPLES = 5 if keras.backend.backend() == "jax" else 12
 settings.register_profile(

@@ -68,9 +68,10 @@ class BackboneConfig:
         position_embedding_stddev: std of the position embedding's truncated-normal initialisation;
             0.02 (ViT's and the official code's, the default). At 0.02 an untrained model in the
             official temporal-spatial order barely tells frames apart (the embedding is about 1/50
-            of the LayerNorm-ed tokens); 0.5 raises that sensitivity about 13x, though on the
-            procedural direction task it did not make that order learn (`python -m reproduce
-            learning`). Only the initialisation changes: loaded weights replace it.
+            of the LayerNorm-ed tokens); 0.5 raises that sensitivity many times over, though on
+            the procedural direction task it did not make that order learn (results/learning.md,
+            `python -m reproduce learning`). Only the initialisation changes: loaded weights
+            replace it.
         mlp_activation: "relu" (the released code), "gelu" (ViT) or any Keras activation name.
         dropout: dropout rate after the attention and in the MLP.
         attention_dropout: dropout rate on the attention probabilities.
