@@ -1,4 +1,4 @@
-"""ViT -> VidTr inflation (issue 5): readers of the three ViT formats, where every tensor lands, and what
+"""ViT -> VidTr inflation: readers of the three ViT formats, where every tensor lands, and what
 an inflated model computes on clips against a plain-numpy ViT.
 
 What the math makes equal, and what these tests verify numerically (nothing else is claimed):
