@@ -133,7 +133,7 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
 
 def test_vidtr_export_command_on_a_preset_directory(tmp_path, capsys):
     """`vidtr export --model PRESET_DIR --format F --output P`: the artefact gives the preset's logits,
-    read back by its runtime and by `load_exported` (the serving helper of the README)."""
+    read back by its runtime and by `load_exported` (the serving helper of docs/export-and-serving.md)."""
     classifier = VidTrVideoClassifier(micro_model("vanilla").backbone, 3, class_names=["a", "b", "c"])
     classifier.save_to_preset(tmp_path / "preset")
     fmt = supported_formats()[0]
