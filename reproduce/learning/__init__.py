@@ -22,7 +22,7 @@ import time
 
 from reproduce import common
 from reproduce.learning.pretrain import ensure_vit, vit_path
-from reproduce.learning.recipe import FULL, PRETRAINED, QUICK
+from reproduce.learning.recipe import FULL, PRETRAINED, QUICK, TASK_NAMES
 from reproduce.learning.report import report
 from reproduce.learning.sensitivity import run_easy
 from reproduce.learning.worker import members_of, partial_runs, run_workers, spec_key
@@ -41,10 +41,17 @@ def _stored_easy():
     return easy
 
 
-def run(ctx):
+def run(ctx, tasks=None):
+    """The run of `FULL` (or `QUICK`), optionally on fewer `tasks` (`python -m reproduce.learning --run
+    TASK ...`: the report says which were cut)."""
     spec = dict(QUICK if ctx.quick else FULL)
     for key in ("tasks", "variants", "regimes"):
         spec[key] = list(spec[key])
+    if tasks:
+        unknown = [t for t in tasks if t not in TASK_NAMES]
+        if unknown:
+            raise SystemExit(f"Unknown task(s) {', '.join(unknown)}; the tasks are {', '.join(TASK_NAMES)}.")
+        spec["tasks"] = list(tasks)
     spec["rollouts"] = str(common.RESULTS / "learning_rollouts.npz")
     common.RESULTS.mkdir(exist_ok=True)
     total = sum(len(members_of(v, range(spec["seeds"]), spec["regimes"])) for v in spec["variants"]) * len(
@@ -62,7 +69,18 @@ def run(ctx):
     if earlier:
         ctx.console.print(f"continuing an interrupted run: {len(earlier)} runs kept from {spec['partial']}")
         spec["continued"] = len(earlier)
-    runs = earlier + run_workers(ctx, spec, total - len(earlier))
+    earlier = [r for r in earlier if r["task"] in spec["tasks"] and r["variant"] in spec["variants"]]
+    done = {(r["variant"], r["task"], r.get("regime"), r["seed"]) for r in earlier}
+    left = [  # the variants with something left to train: the workers' shares are dealt from these
+        v
+        for v in spec["variants"]
+        if any(
+            (v, t, g, s) not in done
+            for t in spec["tasks"]
+            for g, s in members_of(v, range(spec["seeds"]), spec["regimes"])
+        )
+    ]
+    runs = earlier + (run_workers(ctx, dict(spec, variants=left), total - len(earlier)) if left else [])
     minutes = (time.perf_counter() - start) / 60
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if easy is None:

@@ -5,13 +5,13 @@ import json
 import sys
 
 from reproduce import common
-from reproduce.learning import rerun_task
+from reproduce.learning import rerun_task, run
 from reproduce.learning.report import report
 from reproduce.learning.sensitivity import run_easy
 
 USAGE = (
     "usage: python -m reproduce learning [--quick]  |  python -m reproduce.learning --report [TASK ...]  |  "
-    "python -m reproduce.learning --rerun-task TASK"
+    "python -m reproduce.learning --rerun-task TASK  |  python -m reproduce.learning --run TASK [TASK ...]"
 )
 
 
@@ -50,6 +50,10 @@ def main(argv=None):
     if len(argv) == 2 and argv[0] == "--rerun-task":
         with common.session() as ctx:
             ctx.console.print(f"wrote {rerun_task(ctx, argv[1])}")
+        return 0
+    if argv[:1] == ["--run"] and len(argv) > 1:
+        with common.session() as ctx:
+            ctx.console.print(f"wrote {run(ctx, argv[1:])}")
         return 0
     if argv[:1] == ["--report"]:
         print(f"wrote {_report(argv[1:])}")

@@ -100,11 +100,20 @@ def shuffled_frames(clips, seed=0):
 
 
 # What identifies a run's results in its partial-results file: every setting that changes them.
-KEY_FIELDS = ("train", "test", "epochs", "seeds", "tasks", "regimes", "pretrain", "batch_size", "lr", "warmup")
+# Not the tasks or variants: each (variant, task) is trained from its own seeds on its own data whatever
+# else the run trains, so a run of other tasks keeps the ones it shares.
+KEY_FIELDS = ("train", "test", "epochs", "seeds", "regimes", "pretrain", "batch_size", "lr", "warmup")
 
 
 def spec_key(spec):
     return json.dumps({k: spec.get(k) for k in KEY_FIELDS}, sort_keys=True)
+
+
+def _same_key(stored, key):
+    try:  # keys written before the tasks left KEY_FIELDS still match
+        return spec_key(json.loads(stored)) == key
+    except (TypeError, ValueError):
+        return False
 
 
 def partial_path(spec):
@@ -126,7 +135,7 @@ def partial_runs(path, key):
                 entry = json.loads(line)
             except ValueError:  # a line cut short by the interruption
                 continue
-            if entry.pop("key", None) == key:
+            if _same_key(entry.pop("key", None), key):
                 runs.append(entry)
     return runs
 
