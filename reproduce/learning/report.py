@@ -14,6 +14,7 @@ from reproduce.learning.recipe import (
     BASE,
     COMPACT,
     FRAMES,
+    FULL,
     HEAD,
     LAYERS,
     PATCH,
@@ -151,7 +152,13 @@ def report(ctx, spec, runs, minutes, easy=None, reruns=None, easy_date=None):
         "chance on shuffled frames; one that does not keeps its accuracy."
         + (f" **Cut to fit the time budget:** the tasks {', '.join(cut)}" if cut else "")
         + (f"; the variants {', '.join(cut_variants)}" if cut_variants else "")
-        + (" (the stored from-scratch-only run of 2026-11-26 had all five tasks)." if cut else ""),
+        + (" (the stored from-scratch-only run of 2026-11-26 had all five tasks)." if cut else "")
+        + (
+            f" This run was made with `python -m reproduce.learning --run {' '.join(tasks)}` (the machine was shared "
+            f"with other jobs); `python -m reproduce learning` trains {', '.join(FULL['tasks'])}."
+            if not ctx.quick and list(tasks) != list(FULL["tasks"])
+            else ""
+        ),
         *headline,
         "![top-1 per variant and task](learning.png)",
         f"Setup: {'QUICK MODE (one seed, fewer clips): not for conclusions. ' if ctx.quick else ''}"
