@@ -11,8 +11,9 @@ entirely, Tables 5-6, the top-1 columns) needs Kinetics and other datasets and G
 
 Named runs outside `all`, each a study of its own: `crosscheck` (our analytic FLOP count against each
 backend's own counter: a check of the accounting, not a paper table), `learning` (does it learn? every
-variant x task x seed on the procedural benchmark) and `benchmark` (speed against each backend's matmul
-peak, training memory, remat, bfloat16). Development investigations that are not about the paper
+variant x task x seed on the procedural benchmark), `benchmark` (speed against each backend's matmul
+peak, training memory, remat, bfloat16) and `walkthrough` (the README walk-through's commands on every
+backend, its measured curve). Development investigations that are not about the paper
 (before/after a commit, fused attention, an inference profile) are `python -m benchmarks NAME`.
 
 Measurements on each backend run in fresh child processes (KERAS_BACKEND set per process), one at a
@@ -48,6 +49,7 @@ NAMED_RUNS = {
     "crosscheck": "the analytic full FLOP count against XLA, torch and the TF graph (a check of our accounting)",
     "learning": "does it learn? every variant x task x seed on the procedural benchmark, with intervals",
     "benchmark": "speed (% of each backend's matmul peak) and training memory per backend, remat, bf16",
+    "walkthrough": "the README walk-through (pretrained tiny ViT inflated, fine-tuned; from scratch) per backend",
 }
 SCRIPTS = {**PAPER_TABLES, **NAMED_RUNS}
 # Typical wall time of each script in seconds, (full, --quick), measured on this project's machine
@@ -66,6 +68,7 @@ DURATIONS = {
     "crosscheck": (600, 600),
     "learning": (2400, 300),
     "benchmark": (2700, 600),
+    "walkthrough": (2400, 2400),
 }
 
 
