@@ -1,6 +1,7 @@
 """VidTr layers, written once with `keras.ops` for TensorFlow, JAX and PyTorch."""
 
 from vidtr_keras.layers.attention import JointAttention, SeparableAttention
+from vidtr_keras.layers.drop_path import DropPath
 from vidtr_keras.layers.embedding import (
     ClassTokenReadout,
     ClassTokens,
@@ -21,6 +22,7 @@ from vidtr_keras.layers.temporal_pooling import (
 __all__ = [
     "ClassTokenReadout",
     "ClassTokens",
+    "DropPath",
     "JoinClassToken",
     "FlattenPatches",
     "JointAttention",

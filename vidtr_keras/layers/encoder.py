@@ -1,4 +1,7 @@
-"""The pre-LN VidTr encoder block: x += Attn(LN1(x)); x += MLP(LN2(x)), with optional temporal pooling."""
+"""The pre-LN VidTr encoder block: x += Attn(LN1(x)); x += MLP(LN2(x)), with optional temporal pooling
+and stochastic depth."""
+
+import numbers
 
 import keras
 from keras import ops
@@ -6,6 +9,7 @@ from keras import ops
 from vidtr_keras.backends import xla_cpu
 from vidtr_keras.config import is_gradient_fence_enabled
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
+from vidtr_keras.layers.drop_path import DropPath, scale_samples
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
 from vidtr_keras.layers.utils import check_rank
 
@@ -38,6 +42,10 @@ class VidTrEncoderBlock(keras.layers.Layer):
         dropout: dropout after the attention, inside and after the MLP.
         attention_dropout: dropout on the attention probabilities.
         layer_norm_epsilon: LayerNorm epsilon (1e-5, PyTorch's default, in the official code).
+        drop_path: stochastic depth (`DropPath`, Huang et al. 2016, as in timm's ViT): in training,
+            each sample's attention branch and MLP branch are dropped with this probability before
+            their residual add (kept ones scaled by 1 / (1 - drop_path)). 0 (the default, the paper's
+            model): no DropPath layers at all, so no extra state and no extra random draws.
         remat: rematerialise the block in training: keep only its inputs for the backward pass and
             recompute the rest there (about a third more compute for a fraction of the activation
             memory; results are the same, dropout included). On JAX on the CPU it needs XLA to keep
@@ -82,6 +90,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         dropout=0.1,
         attention_dropout=0.1,
         layer_norm_epsilon=1e-5,
+        drop_path=0.0,
         remat=False,
         gradient_fence=None,
         **kwargs,
@@ -110,6 +119,9 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.dropout = float(dropout)
         self.attention_dropout = float(attention_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        if isinstance(drop_path, bool) or not isinstance(drop_path, numbers.Real) or not 0 <= drop_path < 1:
+            raise ValueError(f"{self.name}: drop_path must be a probability in [0, 1), got {drop_path!r}.")
+        self.drop_path = float(drop_path)
         self.remat = bool(remat)
         self.gradient_fence = None if gradient_fence is None else bool(gradient_fence)
         self._in_remat = False
@@ -149,6 +161,11 @@ class VidTrEncoderBlock(keras.layers.Layer):
         self.attn_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.mlp_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.out_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        # Only with a positive rate: at 0 the block is exactly the paper's (same layers, state and draws).
+        self.attn_drop_path = self.mlp_drop_path = None
+        if self.drop_path > 0:
+            self.attn_drop_path = DropPath(self.drop_path, dtype=policy, name="attn_drop_path")
+            self.mlp_drop_path = DropPath(self.drop_path, dtype=policy, name="mlp_drop_path")
 
     def _check_tokens(self, shape):
         if self.attention == "joint":
@@ -186,11 +203,20 @@ class VidTrEncoderBlock(keras.layers.Layer):
     def _fence(self, x, training):
         return xla_cpu.gradient_fence(x) if self.uses_gradient_fence(training) else x
 
-    def _mlp(self, x, training):
+    def _drop_path_scales(self, tokens, training):
+        """Stochastic depth's per-sample factors (attention branch, MLP branch), drawn once per call
+        and shared by the patch tokens and the class token (parts of the same branch); (None, None)
+        when nothing is dropped."""
+        if not training or self.attn_drop_path is None:
+            return None, None
+        batch = ops.shape(tokens)[0]
+        return self.attn_drop_path.keep_scale(batch), self.mlp_drop_path.keep_scale(batch)
+
+    def _mlp(self, x, training, scale=None):
         x = self._fence(x, training)
         h = self.mlp_dense1(self.norm2(x))
         h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
-        return x + self.out_dropout_layer(h, training=training)
+        return x + scale_samples(self.out_dropout_layer(h, training=training), scale)
 
     def call(self, tokens, position_embedding=None, class_token=None, training=None, return_attention_scores=False):
         self._check_tokens(tokens.shape)
@@ -229,10 +255,13 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 heads = ops.reshape(tokens, (shape[0], shape[1], shape[2], self.num_heads, -1))
                 heads = gather_frames(heads, selection)
                 tokens = ops.reshape(heads, (shape[0], -1, shape[2], shape[3]))
-        tokens = tokens + self.attn_dropout_layer(out, training=training)
+        # Stochastic depth drops the attention branch before the residual add (after std-topK's
+        # per-head gather, before average / convolutional pooling of the sum).
+        attn_scale, mlp_scale = self._drop_path_scales(tokens, training)
+        tokens = tokens + scale_samples(self.attn_dropout_layer(out, training=training), attn_scale)
         if self.token_pooling is not None:
             tokens = self.token_pooling(tokens)
-        tokens = self._mlp(tokens, training)
+        tokens = self._mlp(tokens, training, mlp_scale)
         if class_token is None:
             return (tokens, scores) if return_attention_scores else tokens
         # C-VidTr: the class token skips the separable attention; its "attention output" is its own
@@ -240,8 +269,8 @@ class VidTrEncoderBlock(keras.layers.Layer):
         c = self.norm1(class_token)
         if class_pos is not None:
             c = c + class_pos
-        class_token = class_token + self.attn_dropout_layer(c, training=training)
-        result = tokens, self._mlp(class_token, training)
+        class_token = class_token + scale_samples(self.attn_dropout_layer(c, training=training), attn_scale)
+        result = tokens, self._mlp(class_token, training, mlp_scale)
         return (result, scores) if return_attention_scores else result
 
     def _rematerialized_call(self, tokens, position_embedding, class_token, training):
@@ -330,6 +359,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "drop_path": self.drop_path,
                 "remat": self.remat,
                 "gradient_fence": self.gradient_fence,
             }

@@ -72,6 +72,9 @@ class VidTrBackbone(keras.Model):
         mlp_activation: "relu" (released code) or "gelu" (ViT).
         dropout, attention_dropout: dropout rates.
         layer_norm_epsilon: LayerNorm epsilon.
+        drop_path_rate: stochastic depth for fine-tuning (timm's `drop_path_rate`): the last
+            block's drop probability, rising linearly from 0 over the blocks
+            (`BackboneConfig.drop_path_rates`); only in training; 0 (default) is the paper's model.
         remat: rematerialise every encoder block in training (`VidTrEncoderBlock(remat=True)`):
             activation memory of about one block instead of all of them, for about a third more
             compute; same results. A training-time option, saved with the config. On JAX on the
@@ -103,6 +106,7 @@ class VidTrBackbone(keras.Model):
         dropout=0.1,
         attention_dropout=0.1,
         layer_norm_epsilon=1e-5,
+        drop_path_rate=0.0,
         remat=False,
         dtype=None,
         **kwargs,
@@ -131,11 +135,13 @@ class VidTrBackbone(keras.Model):
             dropout=dropout,
             attention_dropout=attention_dropout,
             layer_norm_epsilon=layer_norm_epsilon,
+            drop_path_rate=drop_path_rate,
         )
         image_size, patch_size = config.image_size, config.patch_size
         class_token_layout, joint_from_layer = config.class_token_layout, config.joint_from_layer
         pool_layers, frames_dropped = config.pool_layers, config.frames_dropped
         token_frames, grid_size, plan = config.token_frames, config.grid_size, config.layer_plan
+        drop_path_rates = config.drop_path_rates()
 
         # === Functional Model ===
         clips = keras.Input(shape=(None, None, None, num_channels), name="clips")
@@ -175,6 +181,7 @@ class VidTrBackbone(keras.Model):
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
+                drop_path=drop_path_rates[i],
                 remat=remat,
                 dtype=dtype,
                 name=f"encoder_block_{i}",
@@ -288,6 +295,7 @@ class VidTrBackbone(keras.Model):
             "dropout": self.dropout,
             "attention_dropout": self.attention_dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "drop_path_rate": self.drop_path_rate,
             "remat": self.remat,
             "dtype": keras.dtype_policies.serialize(self.layers_dtype_policy),
         }

@@ -14,6 +14,7 @@ Example:
 """
 
 import dataclasses
+import numbers
 
 from vidtr_keras.layers.encoder import ATTENTION_TYPES, POOLING_TYPES
 from vidtr_keras.layers.utils import to_pair, to_triple
@@ -76,6 +77,11 @@ class BackboneConfig:
         dropout: dropout rate after the attention and in the MLP.
         attention_dropout: dropout rate on the attention probabilities.
         layer_norm_epsilon: LayerNorm epsilon (1e-5, PyTorch's default, in the released code).
+        drop_path_rate: stochastic depth (Huang et al. 2016), the fine-tuning regulariser of
+            DeiT, timm's ViT and VideoMAE (not in the paper or the released code): the drop
+            probability of the last encoder block's attention and MLP branches, in [0, 1). The
+            per-block rates rise linearly from 0 over the blocks (`drop_path_rates`). 0, the
+            default, is the paper's model exactly (no DropPath layers, no extra random draws).
     """
 
     num_frames: int = 8
@@ -99,6 +105,7 @@ class BackboneConfig:
     dropout: float = 0.1
     attention_dropout: float = 0.1
     layer_norm_epsilon: float = 1e-5
+    drop_path_rate: float = 0.0
 
     def __post_init__(self):
         def put(name, value):
@@ -124,6 +131,10 @@ class BackboneConfig:
         if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not 0 < float(stddev) < float("inf"):
             raise ValueError(f"position_embedding_stddev must be a positive number, got {stddev!r}.")
         put("position_embedding_stddev", float(stddev))
+        rate = self.drop_path_rate
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"drop_path_rate must be a probability in [0, 1), got {rate!r}.")
+        put("drop_path_rate", float(rate))
         put("layer_norm_epsilon", float(self.layer_norm_epsilon))
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"layer_norm_epsilon must be positive, got {self.layer_norm_epsilon}.")
@@ -218,6 +229,13 @@ class BackboneConfig:
     def layer_plan(self):
         """[(attention kind, frames dropped)] for every encoder layer."""
         return layer_plan(self.num_layers, self.attention, self.pool_layers, self.frames_dropped, self.joint_from_layer)
+
+    def drop_path_rates(self):
+        """The stochastic-depth rate of every encoder block: linear from 0 (first block) to
+        `drop_path_rate` (last block), timm's rule (`[x.item() for x in torch.linspace(0, rate,
+        depth)]` in its VisionTransformer, as DeiT and VideoMAE use it), in float64; one block: [0.0]."""
+        n, rate = self.num_layers, self.drop_path_rate
+        return [rate * (i / (n - 1)) if n > 1 else 0.0 for i in range(n)]
 
     def frames_after_each_layer(self, frames=None):
         """Temporal tokens left after each encoder layer for a clip of `frames` frames."""
