@@ -1,7 +1,7 @@
 """Writes spec_tests/fixtures/expected_logits.npz once (run on any backend, then commit the file):
 fixed weights (seeded numpy, official layout) and a fixed clip for each tiny preset, and the logits of
 the numpy ORACLE (oracle_models.backbone_forward, float64) for them, not the package's own output.
-test_cross_backend.py checks every backend against it; test_model_oracle.py regenerates the logits
+test_cross_backend.py checks every backend against it; models/test_model_oracle.py regenerates the logits
 from the oracle and compares them with the file.
 
     KERAS_BACKEND=jax python spec_tests/make_expected_logits.py

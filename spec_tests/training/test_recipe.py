@@ -24,7 +24,7 @@ from vidtr_keras.training.optimizers import layer_decay_scale, layer_id
 
 from helpers import BACKEND, to_numpy
 
-JIT = "off" if BACKEND == "jax" else "auto"  # one JAX compilation per test model (as test_training.py)
+JIT = "off" if BACKEND == "jax" else "auto"  # one JAX compilation per test model (as training/test_trainer.py)
 HAS_DROP_PATH = "drop_path_rate" in VidTrBackbone.__init__.__code__.co_varnames
 
 

@@ -9,7 +9,7 @@ The exported function is the model's forward pass in inference mode on normalise
 and the model's own frame count and resolution. Raw frames are prepared as `VidTrPreprocessor` does
 (short-side resize, centre crop, ImageNet mean/std), in the serving code.
 
-What works from which backend (`supported_formats()`; each checked in spec_tests/test_export.py
+What works from which backend (`supported_formats()`; each checked in spec_tests/apps/test_export.py
 against Keras' logits for the vanilla, VidTr and C-VidTr models):
 
     format       tensorflow                 jax                       torch

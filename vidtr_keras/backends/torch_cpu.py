@@ -7,7 +7,7 @@ time slice whenever another process holds the other core. `intra_op_threads("aut
 picks one thread for a small model (the tiny presets) and keeps torch's default (one per core) for a
 big one (VidTr-S gains from every core); `torch_threads` applies a count for a `with` block. `vidtr
 train` uses both (`--threads`). The behaviour is specified, without wall-clock figures, in
-spec_tests/test_training_torch_speed.py.
+spec_tests/backends/test_torch_cpu.py.
 
 Fused attention. On PyTorch `keras.ops.dot_product_attention` is
 `torch.nn.functional.scaled_dot_product_attention`, which never writes the attention map: the vanilla

@@ -30,7 +30,7 @@ Like the official code, VidTr adds the position embedding to the normalised inpu
 (ViT: to the input tokens), uses ReLU in the MLP by default (ViT: GELU) and LayerNorm epsilon 1e-5 (ViT:
 1e-6); the report notes these. With `attention="spatial"`, `mlp_activation="gelu"` and
 `layer_norm_epsilon=1e-6` an inflated model runs every frame through the image model with only the first
-of these differences (spec_tests/test_vit_inflation.py checks it).
+of these differences (spec_tests/convert/test_vit_inflation.py checks it).
 
 Example:
 >>> model = vidtr_keras.build_model("vidtr_s", num_classes=400)

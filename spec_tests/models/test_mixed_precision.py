@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vidtr_keras.convert import gluonmm
-from vidtr_keras.models import VidTrBackbone, VidTrClassifier, get_preset
+from vidtr_keras.models import VidTrBackbone, VidTrClassifier, build_model, get_preset
 
 from helpers import run_compiled, to_numpy
 from oracle_models import seeded_state_dict
@@ -43,3 +43,34 @@ def test_mixed_precision_matches_float32(preset, policy):
     scale = np.abs(want).max()
     assert scale > 0.1  # logits of a real size, so the relative bound means something
     assert np.abs(got - want).max() <= TOLERANCE[policy] * scale
+
+
+def test_mixed_bfloat16_is_close_to_float32():
+    keras.utils.set_random_seed(3)
+    reference = build_model("vidtr_tiny")
+    x = np.random.default_rng(1).standard_normal((2, 4, 32, 32, 3)).astype("float32")
+    expected = to_numpy(reference(x, training=False))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_model("vidtr_tiny")
+        mixed(x)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    mixed.set_weights(reference.get_weights())
+    assert all(v.dtype == "float32" for v in mixed.trainable_variables)  # variables stay float32
+    got = to_numpy(mixed(x, training=False)).astype("float32")
+    assert got.shape == expected.shape
+    # bfloat16 keeps 8 mantissa bits: agreement to a few percent of the logits' scale, not exact.
+    scale = float(np.abs(expected).max())
+    assert np.abs(got - expected).max() <= 0.05 * scale + 0.02
+    assert np.abs(got - expected).max() > 0  # really computed in lower precision
+
+
+def test_mixed_bfloat16_backbone_computes_in_bfloat16_with_float32_weights():
+    backbone = VidTrBackbone(**get_preset("cvidtr_tiny")["config"], dtype="mixed_bfloat16")
+    backbone.build((1, 8, 32, 32, 3))
+    out = run_compiled(backbone, np.ones((1, 8, 32, 32, 3), "float32"))  # one compiled call on JAX
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in backbone.weights)
+    assert np.isfinite(to_numpy(keras.ops.cast(out, "float32"))).all()

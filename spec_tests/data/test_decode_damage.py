@@ -1,7 +1,7 @@
 """Decoding physically damaged files, made in the test: a file cut in the middle and a file with bytes
 overwritten in the middle, in two containers (AVI/FFV1 with its index at the front, MP4 with its index
 at the end). What `VideoReader` does with each is pinned here; `vidtr check-videos`
-(test_check_videos.py) finds the damage that decoding alone does not report.
+(data/test_integrity.py) finds the damage that decoding alone does not report.
 """
 
 import pathlib

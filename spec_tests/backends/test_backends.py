@@ -6,7 +6,6 @@ Import-time behaviour is observed in fresh processes (an import happens once per
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -15,9 +14,8 @@ import pytest
 from vidtr_keras import backends, config
 from vidtr_keras.backends import env as backend_env
 
-from helpers import BACKEND
+from helpers import BACKEND, REPO
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 SWITCHES = {
     "fused_attention": (
         config.enable_fused_attention,

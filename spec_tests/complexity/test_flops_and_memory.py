@@ -18,6 +18,7 @@ from vidtr_keras.cli.complexity import add_info_command, add_reproduce_command
 from vidtr_keras.complexity import (
     attention_map_elements,
     count_parameters,
+    fits_in_memory,
     flops,
     memory,
     model_spec,
@@ -27,6 +28,7 @@ from vidtr_keras.models.presets import PRESETS
 
 from helpers import BACKEND
 
+GIB = 2**30
 ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 
 
@@ -292,3 +294,28 @@ def test_unknown_inputs_are_rejected():
         flops("vidtr_s", image_size=100)
     with pytest.raises(TypeError):
         flops(np.zeros(3))
+
+
+def test_fit_prediction_explicit_cases():
+    # VidTr-S, 64 frames: about 13 GiB of activations (analytic), about 2.5 GiB with remat.
+    plain = fits_in_memory("vidtr_s", 8 * GIB, frames=64)
+    lean = fits_in_memory("vidtr_s", 8 * GIB, frames=64, remat=True)
+    assert not plain.fits and lean.fits
+    assert plain.required_bytes > 8 * GIB >= lean.required_bytes
+    # Memory grows with frames and batch; mixed precision halves the activations, not the state.
+    small = fits_in_memory("vidtr_s", 64 * GIB, frames=8)
+    assert small.required_bytes < fits_in_memory("vidtr_s", 64 * GIB, frames=16).required_bytes
+    assert small.required_bytes < fits_in_memory("vidtr_s", 64 * GIB, frames=8, batch_size=2).required_bytes
+    half = fits_in_memory("vidtr_s", 64 * GIB, frames=8, mixed_precision=True)
+    assert half.activation_bytes == memory("vidtr_s", frames=8, dtype_bytes=2).activation_bytes
+    assert 1.8 * half.activation_bytes < small.activation_bytes  # floats halve; dropout masks are bytes
+    assert half.state_bytes == small.state_bytes
+    # The pieces add up.
+    assert small.required_bytes == int(small.runtime_bytes + small.state_bytes + small.activation_bytes * 1.15)
+
+
+def test_fit_prediction_rejects_bad_budgets():
+    with pytest.raises(ValueError, match="available_bytes"):
+        fits_in_memory("vidtr_tiny", 0)
+    with pytest.raises(ValueError, match="margin"):
+        fits_in_memory("vidtr_tiny", GIB, margin=-0.1)

@@ -3,8 +3,8 @@
 XLA's CPU compiler removes optimization barriers (its `cse_barrier_expander` pass) and then merges
 the recomputation of a rematerialised block with the forward pass. Importing vidtr_keras disables
 that one pass through XLA_FLAGS, keeping whatever the user set; a remat model warns when the setting
-is missing (once per process: specified in a fresh process in test_backends.py). The effect on the
-compiled step's memory is specified in test_performance.py.
+is missing (once per process: specified in a fresh process in backends/test_backends.py). The effect on the
+compiled step's memory is specified in models/test_remat.py.
 """
 
 import os
