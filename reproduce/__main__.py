@@ -52,23 +52,31 @@ NAMED_RUNS = {
     "walkthrough": "the README walk-through (pretrained tiny ViT inflated, fine-tuned; from scratch) per backend",
 }
 SCRIPTS = {**PAPER_TABLES, **NAMED_RUNS}
-# Typical wall time of each script in seconds, (full, --quick), measured on this project's machine
-# (2 AMD EPYC cores, 23.5 GiB RAM, the three backends installed); the estimate printed before a run.
-# A busier or smaller machine takes longer; each run prints its own timings at the end.
+# Wall time of each script in seconds, (full, --quick), on this project's machine (2 AMD EPYC cores, 23.5
+# GiB RAM, the three backends installed): the estimate printed before a run. How each was obtained:
+# - table1 and the analytic tables: measured (seconds; table1 includes importing the package).
+# - table2, table4b, scaling (full): measured one after another on 2026-12-02 while other jobs shared
+#   the two cores (load average 3-11), so an idle machine is faster; scaling was stopped after 22 min
+#   in its last step. Their --quick figures scale the full ones by the work quick mode skips (table2:
+#   2 calls per model instead of 6; table4b has no quick mode; scaling: 3 XLA compiles instead of 15).
+# - learning and benchmark (full): the stored runs' own durations (results/learning.md, the benchmark's
+#   full run); walkthrough: the training seconds in results/walkthrough.md summed over the backends
+#   with start-up added; crosscheck and the --quick figures of the named runs: estimates, not measured.
+# A run prints its own timings at the end.
 DURATIONS = {
     "table1": (5, 5),
-    "table2": (420, 150),
-    "table3": (5, 5),
-    "table4a": (5, 5),
-    "table4b": (240, 200),
-    "table4c": (5, 5),
-    "table4e": (5, 5),
-    "table4f": (5, 5),
-    "scaling": (300, 90),
+    "table2": (1010, 400),
+    "table3": (1, 1),
+    "table4a": (1, 1),
+    "table4b": (1680, 1680),
+    "table4c": (1, 1),
+    "table4e": (1, 1),
+    "table4f": (1, 1),
+    "scaling": (1500, 500),
     "crosscheck": (600, 600),
-    "learning": (2400, 300),
-    "benchmark": (2700, 600),
-    "walkthrough": (2400, 2400),
+    "learning": (2250, 300),
+    "benchmark": (2640, 600),
+    "walkthrough": (2700, 2700),
 }
 
 
@@ -126,7 +134,8 @@ def main(argv=None):
         plan = ", ".join(f"{n} ~{_minutes(s)}" for n, s in each.items())
         console.print(
             f"reproduce {args.name}{' --quick' if args.quick else ''}: about {_minutes(total)} "
-            f"(typical durations measured on this project's 2-core machine: {plan})"
+            f"(durations measured on this project's 2-core machine with other jobs on it, see DURATIONS in "
+            f"reproduce/__main__.py; an idle machine is faster: {plan})"
         )
         ctx = Context(progress, console, quick=args.quick)
         # The bar advances by each script's estimated share, so it fills in proportion to the time.
