@@ -2,6 +2,7 @@
 warm-up + cosine, soft targets with mixup / cutmix), the per-epoch checkpoint, and `train`."""
 
 from vidtr_keras.training.callbacks import EpochCheckpoint, restore_rng_states, rng_states
+from vidtr_keras.training.config import TrainConfig
 from vidtr_keras.training.mixing import SoftTargetBatches, mix_batch
 from vidtr_keras.training.optimizers import CoupledSGD, LayerDecayAdamW
 from vidtr_keras.training.schedules import (
@@ -11,7 +12,7 @@ from vidtr_keras.training.schedules import (
     WarmupCosineDecay,
     scaled_milestones,
 )
-from vidtr_keras.training.trainer import TrainConfig, train
+from vidtr_keras.training.trainer import train
 
 __all__ = [
     "CoupledSGD",

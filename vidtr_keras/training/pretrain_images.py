@@ -27,7 +27,7 @@ from vidtr_keras.backends.torch_cpu import intra_op_threads, torch_threads
 from vidtr_keras.convert.vit_export import SUFFIXES, from_image_vit, save_timm, to_timm
 from vidtr_keras.data.fractals import FILL_THRESHOLD, FractalDataset
 from vidtr_keras.models.image_vit import build_image_vit
-from vidtr_keras.training.trainer import threads_from_text
+from vidtr_keras.training.config import threads_from_text
 from vidtr_keras.version import __version__
 
 # Parameters that timm's ViT keeps out of weight decay (`no_weight_decay`: pos_embed, cls_token; and
