@@ -95,6 +95,15 @@ CASES = {
         12,
         True,
     ),
+    "VidTrEncoderBlock_drop_path": (
+        vl.VidTrEncoderBlock,
+        {"num_heads": 2, "mlp_dim": 16, "dropout": 0.0, "attention_dropout": 0.0, "drop_path": 0.2},
+        (B, T, S, D),
+        (B, T, S, D),
+        12,
+        True,
+    ),
+    "DropPath": (vl.DropPath, {"rate": 0.3}, (B, T, S, D), (B, T, S, D), 0, False),
     "VidTrEncoderBlock_joint": (
         vl.VidTrEncoderBlock,
         {"num_heads": 2, "mlp_dim": 16, "attention": "joint"},
