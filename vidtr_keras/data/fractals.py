@@ -38,10 +38,9 @@ Example:
 import dataclasses
 import math
 
-import keras
 import numpy as np
 
-from vidtr_keras.data.transforms import normalize
+from vidtr_keras.data.batches import ArrayBatches
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 MAX_MAPS = 4
@@ -257,7 +256,7 @@ def generate(
     return images, labels
 
 
-class FractalDataset(keras.utils.PyDataset):
+class FractalDataset(ArrayBatches):
     """A split of a fractal dataset as a Keras `PyDataset` of (images, labels) batches.
 
     Images are generated once (numpy, deterministic from `seed`) and normalised as the video pipeline
@@ -288,34 +287,14 @@ class FractalDataset(keras.utils.PyDataset):
         fill_threshold=FILL_THRESHOLD,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        super().__init__(batch_size, seed, 11, split == "train" if shuffle is None else shuffle, **kwargs)
         self.num_classes = int(num_classes)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.images, self.labels = generate(num_classes, images_per_class, image_size, seed, split, fill_threshold)
-        self.shuffle = split == "train" if shuffle is None else bool(shuffle)
-        self.epoch = 0
-        self._order = self._make_order()
+        self._start(*generate(num_classes, images_per_class, image_size, seed, split, fill_threshold))
 
-    def _make_order(self):
-        if not self.shuffle:
-            return np.arange(len(self.labels))
-        return np.random.default_rng([self.seed, 11, self.epoch]).permutation(len(self.labels))
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range ({len(self)} batches).")
-        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        return normalize(self.images[rows]), self.labels[rows]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._make_order()
+    @property
+    def images(self):
+        """The generated images (before normalisation)."""
+        return self.inputs
 
 
 __all__ = [

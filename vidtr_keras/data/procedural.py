@@ -35,9 +35,9 @@ import dataclasses
 import math
 import os
 
-import keras
 import numpy as np
 
+from vidtr_keras.data.batches import ArrayBatches
 from vidtr_keras.data.synthetic import write_video
 from vidtr_keras.data.transforms import normalize
 
@@ -268,7 +268,7 @@ def generate(task, count, seed=0, split="train", frames=8, size=32, clutter=True
     return clips, labels.astype(np.int32)
 
 
-class ProceduralDataset(keras.utils.PyDataset):
+class ProceduralDataset(ArrayBatches):
     """A split of a procedural task as a Keras `PyDataset` of (clips, labels) batches.
 
     Clips are generated once (numpy, deterministic from `seed`) and normalised as the video pipeline
@@ -288,39 +288,23 @@ class ProceduralDataset(keras.utils.PyDataset):
     def __init__(
         self, task, split="train", count=256, batch_size=32, seed=0, frames=8, size=32, shuffle=None, **kwargs
     ):
-        super().__init__(**kwargs)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        super().__init__(batch_size, seed, 7, split == "train" if shuffle is None else shuffle, **kwargs)
         self.task = task
         self.split = split
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.clips, self.labels = generate(task, count, seed, split, frames, size)
-        self.shuffle = split == "train" if shuffle is None else bool(shuffle)
-        self.epoch = 0
-        self._order = self._make_order()
+        self._start(*generate(task, count, seed, split, frames, size))
+
+    @property
+    def clips(self):
+        """The generated clips (before normalisation)."""
+        return self.inputs
+
+    @clips.setter
+    def clips(self, value):
+        self.inputs = value
 
     @property
     def num_classes(self):
         return len(TASKS[self.task].classes)
-
-    def _make_order(self):
-        if not self.shuffle:
-            return np.arange(len(self.labels))
-        return np.random.default_rng([self.seed, 7, self.epoch]).permutation(len(self.labels))
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range ({len(self)} batches).")
-        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        return normalize(self.clips[rows]), self.labels[rows]
-
-    def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._make_order()
 
     def arrays(self):
         """(normalised clips float32, labels int32) of the whole split, in generation order."""
