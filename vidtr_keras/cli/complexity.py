@@ -1,5 +1,6 @@
 """`vidtr info PRESET` and `vidtr reproduce [NAME|all]`."""
 
+import argparse
 import os
 import pathlib
 import subprocess
@@ -45,6 +46,17 @@ def cmd_info(args):
         ),
         ("attention-map elements per clip", f"{sum(mem.attention_map_elements):,}"),
     ]
+    if args.mesh is not None:
+        shard = memory(spec, batch_size=args.batch, optimizer_slots=args.optimizer_slots, mesh=args.mesh)
+        data, model = shard.mesh
+        rows.append(
+            (
+                f"per device on a {data}x{model} mesh (analytic, model-parallel layout)",
+                f"{shard.total_bytes / gib:.2f} GiB = activations {shard.activation_bytes / gib:.2f} (batch "
+                f"{args.batch // data} per device; attention and MLP tensors / {model}) + "
+                f"parameters/gradients/optimizer {shard.state_bytes / gib:.2f} ({shard.parameters:,} parameters)",
+            )
+        )
     if args.memory is not None:
         from vidtr_keras.complexity.memory import fits_in_memory
 
@@ -55,8 +67,13 @@ def cmd_info(args):
             optimizer_slots=args.optimizer_slots,
             remat=args.remat,
             mixed_precision=args.mixed_precision,
+            mesh=args.mesh,
         )
-        chosen = (("remat", args.remat), ("mixed_bfloat16", args.mixed_precision))
+        chosen = (
+            ("remat", args.remat),
+            ("mixed_bfloat16", args.mixed_precision),
+            (f"one device of a {args.mesh} mesh", args.mesh),
+        )
         options = ", ".join(name for name, on in chosen if on)
         rows.append(
             (
@@ -86,6 +103,15 @@ def cmd_info(args):
     return 0
 
 
+def _mesh(text):
+    from vidtr_keras.training.sharding import mesh_from_text
+
+    try:
+        return mesh_from_text(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("`mesh`", "--mesh")) from None
+
+
 def add_info_command(subparsers):
     """Registers `vidtr info PRESET`: configuration, parameters, GFLOPs in both conventions and the
     estimated training memory per clip."""
@@ -110,6 +136,14 @@ def add_info_command(subparsers):
     )
     p.add_argument("--remat", action="store_true", help="for --memory: with rematerialised encoder blocks")
     p.add_argument("--mixed-precision", action="store_true", help="for --memory: with mixed_bfloat16")
+    p.add_argument(
+        "--mesh",
+        type=_mesh,
+        default=None,
+        metavar="DATAxMODEL",
+        help="also the memory of one device of a model-parallel mesh (`vidtr train --distribute model-parallel`): "
+        "the batch split over DATA, attention and MLP weights and tensors over MODEL; --memory then asks per device",
+    )
     p.set_defaults(func=cmd_info)
     return p
 

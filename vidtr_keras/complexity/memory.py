@@ -38,14 +38,28 @@ is a joint one after the pooling layers (1 + T'S tokens, T' the frames left), no
 un-pooled one: its attention maps grow with the square of the clip length.
 Element-wise fusion (XLA) and layout copies made for batched matmuls (PyTorch's einsum) move real
 backends away from this model in both directions; `measure` reports what they really use.
+
+Per device on a DATAxMODEL mesh (`mesh`, the layout of `vidtr_keras.training.sharding`): each device
+runs batch / DATA clips, so every activation row is that of the per-device batch; the tensors computed by
+a model-split matmul pair ("qkv", "attention_maps", "attention_output", "mlp_hidden": the heads and the
+MLP hidden units split over MODEL, Megatron-LM's layout) are divided by MODEL as well; the rest (the
+residual stream, LayerNorms, dropout masks, pooling, embedding, head, remat's block rows) is counted
+whole on every device. The weights of the split projections, MLP and pooling convolution
+(`sharded_parameters`) and their gradients and optimizer slots are divided by MODEL, the others
+replicated. An approximation: it counts what the layout asks for, not the collectives' buffers, and
+XLA may keep a tensor whole that the layout would split (the packed q/k/v columns do not fall on head
+boundaries).
 """
 
 import collections
 import dataclasses
 
 from vidtr_keras.complexity.spec import model_spec
+from vidtr_keras.training.sharding import parse_mesh
 
 MASK_BYTES = 1
+# Activations computed by the model-split matmuls: divided over the model axis of a mesh.
+MODEL_SPLIT = ("qkv", "attention_maps", "attention_output", "mlp_hidden")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +94,8 @@ class MemoryReport:
         attention_map_elements: [per layer, elements of the attention maps of one clip, summed over
             the layer's steps and heads].
         remat: rows describe a rematerialised model (`VidTrBackbone(remat=True)`).
+        mesh: (data, model) devices the rows and `parameters` are per device of ((1, 1): one device);
+            `batch_size` stays the global batch.
     """
 
     spec: object
@@ -90,6 +106,7 @@ class MemoryReport:
     optimizer_slots: int
     attention_map_elements: list
     remat: bool = False
+    mesh: tuple = (1, 1)
 
     @property
     def activation_bytes(self):
@@ -162,6 +179,19 @@ def count_parameters(model_or_preset, **kwargs):
     return n
 
 
+def sharded_parameters(spec):
+    """Parameters split over the model axis by `vidtr_keras.training.sharding.LAYOUT_RULES`: every block's
+    q/k/v projection (weights and bias), output projection weights, MLP weights and first bias, and the
+    pooling convolution of convolutional pooling layers; (number, [(what, length that the model axis
+    must divide)])."""
+    d, m = spec.hidden_dim, spec.mlp_dim
+    n = spec.num_layers * ((3 * d * d + 3 * d) + d * d + (d * m + m) + m * d)
+    for layer in spec.layers():
+        if layer.pooling == "conv":
+            n += (layer.frames_in // layer.frames_out) * d * d + d
+    return n, [("width", d), ("MLP width", m)]
+
+
 def attention_map_elements(layer, num_heads):
     """Elements of one clip's attention maps in `layer` (a `LayerShape`), summed over steps and heads:
     {step: elements} with steps "joint", "temporal" and "spatial"."""
@@ -230,6 +260,7 @@ def memory(
     optimizer_slots=0,
     training=True,
     remat=False,
+    mesh=None,
     **overrides,
 ):
     """Analytic training memory of one step (see the module docstring for what is counted).
@@ -250,6 +281,8 @@ def memory(
             is largest gives "recomputed_block" (layer None). XLA on the CPU keeps remat only with
             the setting `import vidtr_keras` makes (`vidtr_keras.backends.xla_cpu`); without it, it keeps
             what `remat=False` describes.
+        mesh: "DATAxMODEL" or (data, model): the memory of one device of that mesh (module docstring);
+            `batch_size` (the global batch) must split over DATA, the widths over MODEL.
         **overrides: other backbone arguments.
 
     Returns:
@@ -261,7 +294,14 @@ def memory(
     1.58
     """
     spec = model_spec(model_or_preset, frames=frames, image_size=image_size, num_classes=num_classes, **overrides)
-    b, fb = int(batch_size), int(dtype_bytes)
+    data, model = (1, 1) if mesh is None else parse_mesh(mesh) if isinstance(mesh, str) else tuple(map(int, mesh))
+    if batch_size % data:
+        raise ValueError(f"`batch_size` {batch_size} does not split evenly over `mesh`'s {data} data-axis devices.")
+    sharded, widths = sharded_parameters(spec)
+    for what, length in widths:
+        if length % model:
+            raise ValueError(f"`mesh` {data}x{model}: the model's {what} {length} does not split over {model} devices.")
+    b, fb = int(batch_size) // data, int(dtype_bytes)
     dropout_on = training and spec.dropout > 0
     att_dropout_on = training and spec.attention_dropout > 0
     h, w = spec.image_size
@@ -294,7 +334,17 @@ def memory(
     rows.append(
         MemoryRow(None, "head", b * (final_tokens + 1) * spec.hidden_dim, b * (final_tokens + 1) * spec.hidden_dim * fb)
     )
-    return MemoryReport(spec, b, rows, count_parameters(spec), fb, int(optimizer_slots), map_counts, bool(remat))
+    if model > 1:
+        rows = [
+            dataclasses.replace(r, elements=-(-r.elements // model), bytes=-(-r.bytes // model))
+            if r.component in MODEL_SPLIT
+            else r
+            for r in rows
+        ]
+    parameters = count_parameters(spec) - sharded + sharded // model
+    return MemoryReport(
+        spec, int(batch_size), rows, parameters, fb, int(optimizer_slots), map_counts, bool(remat), (data, model)
+    )
 
 
 # Resident memory of the process before any model exists: the interpreter, Keras and the backend
@@ -340,6 +390,7 @@ def fits_in_memory(
     mixed_precision=False,
     runtime_bytes=RUNTIME_BYTES,
     margin=0.15,
+    mesh=None,
     **overrides,
 ):
     """Predicts, before anything is allocated, whether a training step fits in `available_bytes`.
@@ -353,6 +404,7 @@ def fits_in_memory(
         mixed_precision: `mixed_bfloat16`: activations in 2 bytes, variables stay float32.
         runtime_bytes: memory of the process before the model (interpreter and libraries).
         margin: fraction of the activations added for the backend's temporaries.
+        mesh: "DATAxMODEL": whether one device of that mesh fits (`memory`'s `mesh`).
         **overrides: other backbone arguments.
 
     Returns:
@@ -377,6 +429,7 @@ def fits_in_memory(
         dtype_bytes=2 if mixed_precision else 4,
         optimizer_slots=optimizer_slots,
         remat=remat,
+        mesh=mesh,
         **overrides,
     )
     state = report.parameters * 4 * (2 + report.optimizer_slots)
