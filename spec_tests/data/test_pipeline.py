@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from vidtr_keras import data
@@ -414,3 +414,34 @@ def test_views_of_a_list_continue_past_a_corrupt_file(videos, workers):
     assert [views is None for _, views, _ in results] == [False, True, False, True, False]
     assert "corrupt.avi" in results[1][2] and "0 bytes" in results[3][2]
     assert results[2][1].short and results[2][1].views.shape == (2, 4, 32, 32, 3)
+
+
+def _square_centres(frames):
+    square = (frames[..., 0] == 255) & (frames[..., 1] == 255) & (frames[..., 2] == 0)
+    return np.array([[np.nonzero(m)[1].mean(), np.nonzero(m)[0].mean()] for m in square])
+
+
+@given(
+    st.integers(2, 24),
+    st.integers(24, 96),
+    st.integers(24, 96),
+    st.integers(0, 3),
+    st.integers(0, 2**16),
+)
+def test_a_demo_square_moves_the_way_its_class_says_in_every_frame_when_its_path_fits(
+    num_frames, height, width, label, seed
+):
+    frames = synthetic.synthetic_frames(num_frames, height, width, label=label, num_classes=4, seed=seed)
+    side = max(3, min(height, width) // 4)
+    span = width - side if label % 2 == 0 else height - side
+    assume(1.5 * (num_frames - 1) <= span)  # a longer path bounces off the edges (the spec below)
+    direction = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]][label])
+    steps = np.diff(_square_centres(frames), axis=0)
+    assert np.all(steps @ direction > 0), steps
+    assert np.all(steps @ direction[::-1] == 0), steps
+
+
+def test_a_long_demo_video_bounces_off_the_edges():
+    frames = synthetic.synthetic_frames(200, 32, 40, label=0, num_classes=4, seed=0)
+    steps = np.diff(_square_centres(frames)[:, 0])
+    assert (steps > 0).any() and (steps < 0).any()

@@ -4,9 +4,11 @@ Every frame has a flat background whose red and green values encode the frame in
 (red = 16 (i mod 16) + 8, green = 16 (i div 16 mod 16) + 8: indices modulo 256, in steps wide enough
 to survive lossy MPEG-4 and VP8 at default quality), a blue ramp across
 the width (0 at the left edge, 255 at the right) that tells where a crop was taken, and a square moving
-in the direction of the video's class (class k of K moves at angle 2 pi k / K, bouncing off the
-edges). `decode_frame_index` reads the index back from any crop or resize of a frame (the median of
-the background survives both); with the lossless FFV1 codec (.avi, .mkv) it is exact.
+in the direction of the video's class (class k of K moves at angle 2 pi k / K), starting where it
+crosses the frame without touching an edge when the video is short enough, so that every frame moves
+the way the label says; longer videos bounce off the edges. `decode_frame_index` reads the index
+back from any crop or resize of a frame (the median of the background survives both); with the
+lossless FFV1 codec (.avi, .mkv) it is exact.
 
 `make_demo_dataset` writes a small classification dataset in the official list format, plus a test
 list with a corrupt file and a video shorter than one clip to show how evaluation reports them.
@@ -54,8 +56,8 @@ def synthetic_frames(num_frames, height=32, width=40, label=0, num_classes=4, se
     side = max(3, min(height, width) // 4)
     angle = 2 * math.pi * int(label) / max(1, int(num_classes))
     speed = 1.5
-    x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
     dx, dy = speed * math.cos(angle), speed * math.sin(angle)
+    x, y = _start(rng, width - side, dx, num_frames), _start(rng, height - side, dy, num_frames)
     for i in range(int(num_frames)):
         red, green = frame_code(i)
         frames[i, :, :, 0] = red
@@ -69,6 +71,17 @@ def synthetic_frames(num_frames, height=32, width=40, label=0, num_classes=4, se
         if not 0 <= y <= height - side:
             dy, y = -dy, min(max(y, 0), height - side)
     return frames
+
+
+def _start(rng, span, step, num_frames):
+    """A start coordinate in [0, span] from which `num_frames` frames moving `step` a frame stay inside
+    [0, span] when the path fits: then the square moves the way its class says in every frame (a bounce
+    mid-video would show the opposite direction for part of it, a mislabelled clip). Longer paths bounce."""
+    travel = abs(step) * (int(num_frames) - 1)
+    if travel > span:
+        return rng.uniform(0, span)
+    low = travel if step < 0 else 0.0
+    return rng.uniform(low, low + span - travel)
 
 
 def write_video(path, frames, fps=25.0, fourcc=None):
