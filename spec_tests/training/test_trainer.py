@@ -1,16 +1,13 @@
 """`vidtr train` and `vidtr_keras.training.train` end to end on tiny models and synthetic videos: the
 released recipe (milestones, `CoupledSGD`), a checkpoint per epoch written as a preset directory in the
 run directory, exact `--resume` after a kill, a bad list stops training before its first step,
-fine-tuning from converted weights, remat and mixed precision, every flag reaching `TrainConfig`, and
-data-parallel training on two virtual JAX devices.
+fine-tuning from converted weights, remat and mixed precision, and every flag reaching `TrainConfig`
+(data-parallel training: test_distributed.py).
 """
 
 import csv
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from unittest import mock
 
 import keras
@@ -205,42 +202,6 @@ def test_fine_tuning_from_converted_weights_replaces_the_classifier(demo, tmp_pa
         np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
     model = load_model(tmp_path / "tuned").model  # a run directory: its last checkpoint
     assert model.output_shape == (None, 4)
-
-
-def test_data_parallel_needs_jax_and_says_so(demo, tmp_path, capsys):
-    if BACKEND == "jax":
-        pytest.skip("data-parallel training is supported on JAX (tested below)")
-    args = train_args(demo, tmp_path / "dp")
-    assert vidtr(*args, "--distribute", "data-parallel") == 2
-    assert "--distribute data-parallel needs the JAX backend" in capsys.readouterr().out.replace("\n", "")
-    assert not (tmp_path / "dp").exists()
-
-
-def test_data_parallel_training_on_two_devices_matches_one_device(demo, finished_run, tmp_path):
-    if BACKEND != "jax":
-        pytest.skip("keras.distribution.DataParallel runs on the JAX backend only")
-    # The first epoch of the same run (seed, data, initialisation, lr) split over two virtual CPU
-    # devices; the one-device reference is `finished_run`'s first epoch (the later epochs do not change it).
-    script = textwrap.dedent(
-        f"""
-        import json, jax
-        from vidtr_keras import training
-        result = training.train(training.TrainConfig(
-            output={str(tmp_path / "dp")!r}, model="vidtr_tiny", train={str(demo / "train.txt")!r}, root={str(demo)!r},
-            labels={str(demo / "classes.txt")!r}, rate=2, epochs=1, batch_size=4,
-            distribute="data-parallel"), verbose=0)
-        kernel = result["model"].weights[0].value
-        print("RESULT", json.dumps({{"loss": result["history"][0]["loss"], "devices": len(jax.devices()),
-                                     "kernel_devices": len(kernel.sharding.device_set)}}))
-        """
-    )
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.split("RESULT", 1)[1])
-    assert result["devices"] == 2 and result["kernel_devices"] == 2  # weights replicated on both devices
-    one_device = float(read_log(finished_run / "log.csv")[0]["loss"])
-    np.testing.assert_allclose(result["loss"], one_device, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ def cmd_train(args):
         overwrite=args.overwrite,
         log=lambda line: console.print(line, highlight=False),
     )
+    if not result["writer"]:  # another process of a distributed run reports
+        return 0
     last = result["history"][-1] if result["history"] else {}
     console.print(
         f"done: {result['epochs']} epochs; last epoch "
@@ -49,7 +51,7 @@ def register(subparsers):
         "--resume",
         action="store_true",
         help="continue the run in --output from its last checkpoint, with that run's settings (only "
-        "--workers, --distribute, --jit-compile and --threads may change; another value is an error)",
+        "--workers, --loader, --distribute, --jit-compile and --threads may change; another value is an error)",
     )
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
     p.add_argument(

@@ -67,11 +67,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Sets the data epoch, then after every epoch writes the checkpoint and the CSV log.
 
     The files are those of a run directory (see the module docstring). `class_names` go into every
-    checkpoint; `log`, if given, is called with a line of text when videos could not be decoded.
+    checkpoint; `log`, if given, is called with a line of text when videos could not be decoded. With
+    `write=False` (the processes of a distributed run other than the one that writes) it sets the epochs
+    and keeps the history, and writes nothing.
     """
 
-    def __init__(self, output, config, datasets, history, schedule, log=None, class_names=None):
+    def __init__(self, output, config, datasets, history, schedule, log=None, class_names=None, write=True):
         super().__init__()
+        self.write = write
         self.output = output
         self.class_names = class_names
         self.config = config
@@ -100,6 +103,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
         row["seconds"] = round(time.time() - (self._started or time.time()), 3)
         row["videos_failed"] = len(failures)
         self.history.append(row)
+        if not self.write:
+            return
         stem = f"epoch_{epoch + 1:03d}"
         tmp = os.path.join(self.output, f".tmp-{stem}")
         _remove(tmp)  # left by a run killed while writing it
