@@ -1,8 +1,24 @@
 """Reading frames by index from video files (mp4, avi, mkv, webm, ...) with OpenCV.
 
-OpenCV's frame seeking (`CAP_PROP_POS_FRAMES`) is not frame-exact for every codec and container, so
-`VideoReader.read` decodes sequentially from the first frame and keeps the frames it was asked for:
-frame `i` is always the `i`-th decoded frame, as decord (the official loader's library) returns it.
+The contract: frame `i` is the `i`-th frame that sequential decoding from the start of the stream
+yields, as decord (the official loader's library) returns it. OpenCV's frame seeking
+(`CAP_PROP_POS_FRAMES`) maps a frame number to a time stamp with the container's frame rate, which is
+not the decoded index for every file (variable frame rates, gaps, edit lists), so `VideoReader.read`
+only seeks where the file has been checked:
+
+- without seeking it decodes front to back from where its decoder stands (grab without retrieve for
+  the frames it does not keep; only kept frames are converted to RGB);
+- the first sequential read of a long file (more than `2 * seek_gap` frames stated) decodes on to the
+  end once and records every frame's time stamp, then seeks back to two frames it kept and compares
+  time stamp and pixels with the sequential decode. When they agree, later reads (by any reader of
+  that file in the process) jump over gaps of at least `seek_gap` frames by seeking (OpenCV seeks to
+  the key frame before the target and decodes forward) and check the time stamp of every frame they
+  keep against the recorded one; on any disagreement the file is marked not seekable and the read is
+  done again sequentially. A wrong frame is never returned.
+- the reader keeps its decoder open between calls: the frame decoded to check the file when the
+  reader was made is the first frame of the first read, and a later read that starts at or after the
+  decoder's position continues from there.
+
 The frame count comes from the container when it states one and is corrected when the stream ends
 sooner (`VideoReader.num_frames` is then the number actually decoded).
 
@@ -16,13 +32,21 @@ Example:
 time (`vidtr_keras.apps.timeline` and `vidtr_keras.apps.features` slide their windows over it).
 """
 
+import collections
 import os
+import threading
 
 import numpy as np
 
 # Files smaller than this hold no decodable frame in any container we know; the official loader skips
 # them too ("avoid hanging issue"), and some OpenCV builds hang on truncated headers.
 MIN_VIDEO_BYTES = 64
+# A read seeks only over a gap of at least this many frames. A seek decodes from the key frame before
+# its target, so over a shorter gap it can decode more than going forward would; 250 frames is x264's
+# default key-frame interval (keyint), the usual encoder of downloaded video.
+SEEK_GAP = 256
+# Seek tables (every frame's time stamp) of this many files are kept per process, most recent first.
+MAX_SEEK_TABLES = 256
 
 
 class VideoDecodeError(ValueError):
@@ -52,6 +76,59 @@ def _cv2():
     return cv2
 
 
+class _SeekMismatch(Exception):
+    """A frame reached by seeking is not the frame sequential decoding gives at that index."""
+
+
+class SeekTable:
+    """The time stamp (ms, as OpenCV reports it) of every frame of a file in decoding order, recorded
+    by one sequential pass; a seek lands on frame i when the frame it yields carries stamp i."""
+
+    def __init__(self, timestamps):
+        self.timestamps = np.asarray(timestamps, np.float64)
+        gaps = np.diff(self.timestamps)
+        # Stamps that do not increase strictly cannot tell frames apart: no seeking in such a file.
+        self.usable = self.timestamps.size > 1 and bool((gaps > 0).all())
+        self.tolerance = float(gaps.min()) / 4 if self.usable else 0.0
+
+    @property
+    def num_frames(self):
+        return int(self.timestamps.size)
+
+    def matches(self, index, stamp):
+        return 0 <= index < self.timestamps.size and abs(stamp - self.timestamps[index]) <= self.tolerance
+
+
+_TABLES = collections.OrderedDict()  # file key -> SeekTable (seeking checked) or False (not seekable)
+_TABLES_LOCK = threading.Lock()
+
+
+def _file_key(path):
+    stat = os.stat(path)
+    return (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _cached_table(key):
+    with _TABLES_LOCK:
+        if key in _TABLES:
+            _TABLES.move_to_end(key)
+        return _TABLES.get(key)
+
+
+def _store_table(key, table):
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        _TABLES.move_to_end(key)
+        while len(_TABLES) > MAX_SEEK_TABLES:
+            _TABLES.popitem(last=False)
+
+
+def clear_seek_tables():
+    """Forgets every file's seek table (the next long read of each file records it again)."""
+    with _TABLES_LOCK:
+        _TABLES.clear()
+
+
 class VideoReader:
     """Frames of one video file by index, as RGB uint8 arrays.
 
@@ -59,6 +136,8 @@ class VideoReader:
         path: the video file.
         exact_count: count the frames by decoding the whole stream instead of trusting the
             container's frame count (slower; containers such as webm often state none).
+        seek_gap: a read seeks over gaps of at least this many frames in a file whose seeking has
+            been checked (see the module docstring); None never seeks (purely sequential decoding).
 
     Attributes:
         num_frames: frames in the video (container count, or exact after `count_frames()`, or
@@ -66,13 +145,16 @@ class VideoReader:
         height, width: frame size in pixels.
         fps: frames per second stated by the container (0 when unknown).
 
+    The reader holds an open decoder between calls; `close()` (or a `with` block) releases it early.
+
     Raises:
         FileNotFoundError: the file does not exist.
         VideoDecodeError: it exists but holds no decodable frame (empty, corrupt, not a video).
     """
 
-    def __init__(self, path, exact_count=False):
+    def __init__(self, path, exact_count=False, seek_gap=SEEK_GAP):
         self.path = os.fspath(path)
+        self._cap = None
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"No video at {self.path!r}.")
         if os.path.isdir(self.path):
@@ -80,6 +162,11 @@ class VideoReader:
         size = os.path.getsize(self.path)
         if size < MIN_VIDEO_BYTES:
             raise VideoDecodeError(self.path, f"the file is {size} bytes long" + (" (empty)" if size == 0 else ""))
+        if seek_gap is not None and int(seek_gap) < 1:
+            raise ValueError(f"seek_gap must be >= 1 or None, got {seek_gap!r}.")
+        self.seek_gap = None if seek_gap is None else int(seek_gap)
+        self._lock = threading.Lock()
+        self._key = _file_key(self.path)
         cv2 = _cv2()
         cap = self._open()
         try:
@@ -88,9 +175,14 @@ class VideoReader:
             ok, frame = cap.read()
             if not ok or frame is None:
                 raise VideoDecodeError(self.path, "no frame could be decoded (corrupt, empty or not a video)")
-            self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
-        finally:
+            first_stamp = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        except BaseException:
             cap.release()
+            raise
+        self.height, self.width = int(frame.shape[0]), int(frame.shape[1])
+        # The decoder stays open after the first frame: the first read starts from it.
+        self._cap, self._position, self._first, self._first_stamp = cap, 1, frame, first_stamp
+        self._stated = stated
         self.count_is_exact = False
         self.num_frames = stated if stated > 0 else None
         if exact_count or self.num_frames is None:
@@ -104,10 +196,54 @@ class VideoReader:
             raise VideoDecodeError(self.path, "OpenCV cannot open it (corrupt, empty or not a video)")
         return cap
 
+    def _take(self, start):
+        """(decoder, position of its next frame, frame 0 when position is 1 and it is held) for a pass
+        that starts at frame `start`: the held decoder when it has not passed `start`, else a new one."""
+        with self._lock:
+            cap, position, first = self._cap, getattr(self, "_position", 0), getattr(self, "_first", None)
+            self._cap, self._first = None, None
+        if cap is not None and first is not None and position == 1:
+            return cap, 1, first  # frame 0 is at hand, the decoder is on frame 1
+        if cap is not None and position <= start:
+            return cap, position, None
+        if cap is not None:
+            cap.release()
+        return self._open(), 0, None
+
+    def _keep(self, cap, position):
+        with self._lock:
+            held, self._cap, self._position = self._cap, cap, position
+        if held is not None:
+            held.release()
+
+    def close(self):
+        """Releases the decoder the reader holds (a later call opens the file again)."""
+        with self._lock:
+            cap, self._cap, self._first = self._cap, None, None
+        if cap is not None:
+            cap.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        cap = getattr(self, "_cap", None)
+        if cap is not None:
+            cap.release()
+
+    @property
+    def seekable(self):
+        """True when seeking in this file has been checked exact, False when it was found not to be,
+        None when not known yet (no long read of the file in this process)."""
+        table = _cached_table(self._key)
+        return None if table is None else bool(table)
+
     def count_frames(self):
         """Decodes the whole stream once and sets `num_frames` to the exact count."""
-        cap = self._open()
-        count = 0
+        cap, count, _ = self._take(0)
         try:
             while cap.grab():
                 count += 1
@@ -119,8 +255,27 @@ class VideoReader:
         self.count_is_exact = True
         return count
 
+    def _truncated(self, position, last):
+        self.num_frames = position
+        self.count_is_exact = True
+        if position == 0:
+            raise VideoDecodeError(self.path, "no frame could be decoded")
+        raise TruncatedVideoError(self.path, position, last)
+
+    def _retrieve(self, cap, position):
+        ok, frame = cap.retrieve()
+        if not ok or frame is None:
+            raise VideoDecodeError(self.path, f"frame {position} could not be decoded")
+        if frame.shape[:2] != (self.height, self.width):
+            raise VideoDecodeError(
+                self.path,
+                f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was {self.width}x{self.height}",
+            )
+        return frame
+
     def read(self, indices):
-        """Frames `indices` (any order, repeats allowed) as a (len(indices), H, W, 3) RGB uint8 array.
+        """Frames `indices` (any order, repeats allowed) as a (len(indices), H, W, 3) RGB uint8 array,
+        decoded in one pass over the union of the indices.
 
         Raises:
             TruncatedVideoError: the stream ended before the largest index (`num_frames` is then
@@ -133,35 +288,92 @@ class VideoReader:
             return np.zeros((0, self.height, self.width, 3), np.uint8)
         if indices.min() < 0:
             raise ValueError(f"Negative frame index {int(indices.min())} for {self.path!r}.")
-        wanted = np.unique(indices)
-        last = int(wanted[-1])
-        found = {}
-        cap = self._open()
+        wanted = [int(i) for i in np.unique(indices)]
+        table = _cached_table(self._key) if self.seek_gap is not None else None
+        if table and wanted[-1] >= table.num_frames:  # what decoding to the end would find
+            self._truncated(table.num_frames, wanted[-1])
         try:
-            position, next_wanted = 0, 0
-            while position <= last:
-                if not cap.grab():
-                    self.num_frames = position
-                    self.count_is_exact = True
-                    if position == 0:
-                        raise VideoDecodeError(self.path, "no frame could be decoded")
-                    raise TruncatedVideoError(self.path, position, last)
-                if position == wanted[next_wanted]:
-                    ok, frame = cap.retrieve()
-                    if not ok or frame is None:
-                        raise VideoDecodeError(self.path, f"frame {position} could not be decoded")
-                    if frame.shape[:2] != (self.height, self.width):
-                        raise VideoDecodeError(
-                            self.path,
-                            f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                            f"{self.width}x{self.height}",
-                        )
-                    found[position] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                    next_wanted += 1
-                position += 1
-        finally:
+            found = self._decode(wanted, table or None)
+        except _SeekMismatch:
+            _store_table(self._key, False)
+            found = self._decode(wanted, None)
+        return np.stack([cv2.cvtColor(found[int(i)], cv2.COLOR_BGR2RGB) for i in indices])
+
+    def _decode(self, wanted, table):
+        """{index: BGR frame} for the sorted `wanted` indices; seeks only with a checked `table`."""
+        cv2 = _cv2()
+        cap, position, first = self._take(wanted[0])
+        record = None
+        if (
+            table is None
+            and self.seek_gap is not None
+            and position <= 1
+            and self._stated > 2 * self.seek_gap
+            and _cached_table(self._key) is None
+        ):
+            record = [self._first_stamp] if position == 1 else []
+            # frames kept to check seeking against once the table is recorded
+            checks = {self._stated // 2: None, self._stated * 3 // 4: None}
+        found = {}
+        try:
+            if first is not None and wanted[0] == 0:
+                found[0] = first
+            for target in wanted:
+                if target in found:
+                    continue
+                seeked = table is not None and target - position >= self.seek_gap
+                if seeked:
+                    if not cap.set(cv2.CAP_PROP_POS_FRAMES, target):
+                        raise _SeekMismatch()
+                    position = target
+                while position <= target:
+                    if not cap.grab():
+                        if table is not None:  # the table says the frame exists
+                            raise _SeekMismatch()
+                        self._truncated(position, wanted[-1])
+                    if record is not None:
+                        record.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
+                        if position in checks:
+                            checks[position] = self._retrieve(cap, position).copy()
+                    position += 1
+                if table is not None and not table.matches(target, float(cap.get(cv2.CAP_PROP_POS_MSEC))):
+                    raise _SeekMismatch()
+                found[target] = self._retrieve(cap, target)
+            if record is not None:
+                position = self._record_table(cap, position, record, checks)
+        except BaseException:
             cap.release()
-        return np.stack([found[int(i)] for i in indices])
+            raise
+        if position is None:  # the decoder stands somewhere unknown: the next read opens the file again
+            cap.release()
+        else:
+            self._keep(cap, position)
+        return found
+
+    def _record_table(self, cap, position, record, checks):
+        """Decodes on to the end recording time stamps, checks seeking against the frames kept in
+        `checks` and stores the file's table (or False). Returns the decoder's position (None when a
+        failed check left it unknown)."""
+        cv2 = _cv2()
+        while cap.grab():
+            record.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
+            if position in checks:
+                checks[position] = self._retrieve(cap, position).copy()
+            position += 1
+        table = SeekTable(record)
+        verified = table.usable and all(frame is not None for frame in checks.values())
+        for index, frame in checks.items():
+            if not verified:
+                break
+            verified = (
+                bool(cap.set(cv2.CAP_PROP_POS_FRAMES, index))
+                and cap.grab()
+                and table.matches(index, float(cap.get(cv2.CAP_PROP_POS_MSEC)))
+                and np.array_equal(self._retrieve(cap, index), frame)
+            )
+            position = index + 1
+        _store_table(self._key, table if verified else False)
+        return position if verified else None
 
     def stream(self, keep=None):
         """Decodes the video once, front to back, yielding `(index, frame)` for every frame that
@@ -177,21 +389,13 @@ class VideoReader:
                 has another size than the first.
         """
         cv2 = _cv2()
-        cap = self._open()
-        position = 0
+        cap, position, first = self._take(0)
         try:
+            if first is not None and (keep is None or keep(0)):
+                yield 0, cv2.cvtColor(first, cv2.COLOR_BGR2RGB)
             while cap.grab():
                 if keep is None or keep(position):
-                    ok, frame = cap.retrieve()
-                    if not ok or frame is None:
-                        raise VideoDecodeError(self.path, f"frame {position} could not be decoded")
-                    if frame.shape[:2] != (self.height, self.width):
-                        raise VideoDecodeError(
-                            self.path,
-                            f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, the first was "
-                            f"{self.width}x{self.height}",
-                        )
-                    yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                    yield position, cv2.cvtColor(self._retrieve(cap, position), cv2.COLOR_BGR2RGB)
                 position += 1
         finally:
             cap.release()
@@ -203,8 +407,8 @@ class VideoReader:
     def read_all(self):
         """Every frame, (num_frames, H, W, 3) RGB uint8 (also makes `num_frames` exact)."""
         cv2 = _cv2()
-        cap = self._open()
-        frames = []
+        cap, position, first = self._take(0)
+        frames = [] if first is None else [cv2.cvtColor(first, cv2.COLOR_BGR2RGB)]
         try:
             while True:
                 ok, frame = cap.read()
@@ -254,11 +458,15 @@ def find_videos(folder):
 
 
 __all__ = [
+    "MAX_SEEK_TABLES",
     "MIN_VIDEO_BYTES",
+    "SEEK_GAP",
+    "SeekTable",
     "VIDEO_EXTENSIONS",
     "TruncatedVideoError",
     "VideoDecodeError",
     "VideoReader",
+    "clear_seek_tables",
     "find_videos",
     "read_sampled",
 ]
