@@ -6,8 +6,8 @@
 - `load_centre_clip`: the single centre view of one video (what `vidtr explain` shows the model).
 - `VideoClipDataset`: batches for `model.fit`; every random choice of item i in epoch e comes from a
   generator seeded by (seed, e, i), and the order of epoch e from (seed, e), so a run is repeatable
-  whatever the number of workers, and a resumed run continues with exactly the data an uninterrupted
-  run would have seen (`set_epoch`).
+  whatever the number and kind (threads or processes) of workers, and a resumed run continues with
+  exactly the data an uninterrupted run would have seen (`set_epoch`).
 - `iter_views`: the views of a list of videos, decoded by a thread pool, in list order, with the
   error instead of the views for a video that cannot be decoded.
 
@@ -18,6 +18,9 @@ the models take them.
 import concurrent.futures
 import dataclasses
 import math
+import multiprocessing
+import os
+import queue
 import threading
 import warnings
 
@@ -134,12 +137,18 @@ class VideoClipDataset(keras.utils.PyDataset):
         max_substitutions: in training a video that cannot be decoded is replaced by another one
             drawn from the same generator (as the official loader does), at most this many times per
             item; every failure is recorded in `failures` (never silent). When not training it raises.
-        workers, use_multiprocessing, max_queue_size: see `keras.utils.PyDataset`.
+        workers, use_multiprocessing, max_queue_size: see `keras.utils.PyDataset`: `workers` threads,
+            or with `use_multiprocessing` worker processes, load the batches ahead of the training
+            step. Decoding and augmentation are partly pure Python (the GIL), so threads stop scaling
+            where processes still do. Keras starts the processes of an epoch's pool when the epoch
+            begins (after `set_epoch`), with `multiprocessing`'s default start method (fork on Linux
+            before Python 3.14); a batch depends only on (seed, epoch, batch), so both kinds and any
+            number give the same batches (spec_tests/data/test_process_workers.py).
 
     Attributes:
         epoch: the epoch whose order and augmentation `__getitem__` serves; `set_epoch` sets it.
-        failures: {path: reason} of the videos that could not be decoded (with use_multiprocessing
-            they are recorded in the worker processes; the warnings still appear).
+        failures: {path: reason} of the videos that could not be decoded (worker processes send
+            theirs to this process through a queue).
     """
 
     def __init__(
@@ -186,8 +195,12 @@ class VideoClipDataset(keras.utils.PyDataset):
         self.drop_remainder = self.training if drop_remainder is None else bool(drop_remainder)
         self.max_substitutions = int(max_substitutions)
         self.epoch = 0
-        self.failures = {}
+        self._failures = {}
         self._lock = threading.Lock()
+        # Worker processes report failures through this queue (their own dict dies with them). It is
+        # inherited (fork) or handed over with the dataset when the pool starts (spawn, forkserver).
+        self._owner = os.getpid()
+        self._failure_queue = multiprocessing.Queue() if use_multiprocessing else None
         if len(self) == 0:
             raise ValueError(
                 f"{len(self.records)} video(s) make no full batch of {self.batch_size}: lower the batch size."
@@ -226,12 +239,27 @@ class VideoClipDataset(keras.utils.PyDataset):
             clip, _ = load_val_clip(path, self.clip_len, self.rate, self.crop_size, rng, self.short_side)
         return clip
 
+    @property
+    def failures(self):
+        """{path: reason} of the videos that could not be decoded, in this process and its workers."""
+        if self._failure_queue is not None and os.getpid() == self._owner:
+            with self._lock:
+                while True:
+                    try:
+                        path, reason = self._failure_queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._failures[path] = reason
+        return self._failures
+
     def _record_failure(self, index, err):
         record = self.records[index]
         with self._lock:
-            first = record.path not in self.failures
-            self.failures[record.path] = str(err)
+            first = record.path not in self._failures
+            self._failures[record.path] = str(err)
         if first:
+            if self._failure_queue is not None and os.getpid() != self._owner:
+                self._failure_queue.put((record.path, str(err)))
             warnings.warn(f"{record.where}: {err}", stacklevel=2)
 
     def get_item(self, index, epoch=None):
@@ -264,7 +292,8 @@ class VideoClipDataset(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         # Epochs are set explicitly (`set_epoch`): Keras also calls this once before the first epoch.
-        pass
+        # Collect what the worker processes reported, so that their queue never fills up.
+        self.failures  # noqa: B018
 
     def __getstate__(self):  # for worker processes (use_multiprocessing with the spawn start method)
         state = dict(self.__dict__)
