@@ -79,7 +79,7 @@ def test_the_threads_flag_reaches_train_config(demo, tmp_path):
 
     def fake_train(config, **kwargs):
         seen.append(config.threads)
-        return {"history": [], "epochs": 0, "output": config.output}
+        return {"history": [], "epochs": 0, "output": config.output, "writer": True}
 
     base = ["train", "--model", "vidtr_tiny", "--train", str(demo / "train.txt"), "--output", str(tmp_path / "r")]
     from unittest import mock

@@ -375,6 +375,28 @@ def test_drop_path_reaches_the_backbone_of_a_preset_and_of_a_saved_model(demo, t
     assert seen["rate"] == pytest.approx(0.1)
 
 
+def test_dropout_sets_every_rate_of_a_preset_and_of_a_saved_model_and_keeps_its_weights(demo, tmp_path):
+    seen = {}
+
+    def fake_fit(model, *args):
+        seen["rates"] = (model.backbone.dropout, model.backbone.attention_dropout, model.dropout)
+        seen["weights"] = {v.path: to_numpy(v) for v in model.weights}
+        raise KeyboardInterrupt
+
+    with mock.patch("vidtr_keras.training.trainer._fit", fake_fit), pytest.raises(KeyboardInterrupt):
+        training.train(config_for(demo, tmp_path / "a", dropout=0.0), verbose=0)
+    assert seen["rates"] == (0.0, 0.0, 0.0)  # the preset's 0.1, 0.1 and 0.5 otherwise
+    saved = build_model("vidtr_tiny", num_classes=4)
+    saved.save(tmp_path / "saved.keras")
+    config = dataclasses.replace(config_for(demo, tmp_path / "b", dropout=0.25), model=str(tmp_path / "saved.keras"))
+    with mock.patch("vidtr_keras.training.trainer._fit", fake_fit), pytest.raises(KeyboardInterrupt):
+        training.train(config, verbose=0)
+    assert seen["rates"] == (0.25, 0.25, 0.25)
+    assert sorted(seen["weights"]) == sorted(v.path for v in saved.weights)
+    for variable in saved.weights:  # rebuilt with the new rates, every weight as it was saved
+        np.testing.assert_array_equal(seen["weights"][variable.path], to_numpy(variable), err_msg=variable.path)
+
+
 # --------------------------------------------------------------------------------------------------
 # The command line
 
@@ -384,12 +406,12 @@ def test_recipe_flags_round_trip_through_the_command_line(demo, tmp_path):
 
     def fake_train(config, **kwargs):
         seen["config"] = config
-        return {"history": [], "epochs": 0, "output": config.output}
+        return {"history": [], "epochs": 0, "output": config.output, "writer": True}
 
     flags = (
         *("--optimizer", "adamw", "--schedule", "cosine", "--warmup-epochs", "1", "--min-lr", "1e-6"),
         *("--label-smoothing", "0.1", "--mixup", "0.8", "--cutmix", "1.0", "--layer-decay", "0.75"),
-        *("--drop-path", "0.1", "--weight-decay", "0.05", "--lr", "5e-4", "--freeze-backbone"),
+        *("--drop-path", "0.1", "--weight-decay", "0.05", "--lr", "5e-4", "--freeze-backbone", "--dropout", "0"),
     )
     with mock.patch("vidtr_keras.cli.train.train", fake_train):
         assert vidtr(*train_args(demo, tmp_path / "flags", *flags)) == 0
@@ -397,10 +419,12 @@ def test_recipe_flags_round_trip_through_the_command_line(demo, tmp_path):
     assert (config.optimizer, config.schedule, config.warmup_epochs, config.min_lr) == ("adamw", "cosine", 1, 1e-6)
     assert (config.label_smoothing, config.mixup, config.cutmix, config.layer_decay) == (0.1, 0.8, 1.0, 0.75)
     assert (config.drop_path, config.weight_decay, config.lr, config.freeze_backbone) == (0.1, 0.05, 5e-4, True)
+    assert config.dropout == 0.0
     with mock.patch("vidtr_keras.cli.train.train", fake_train):
         assert vidtr(*train_args(demo, tmp_path / "flags")) == 0
     default = seen["config"]
     assert (default.optimizer, default.schedule, default.lr, default.weight_decay) == ("sgd", "step", None, None)
+    assert default.dropout is None
 
 
 @pytest.mark.parametrize(
@@ -413,6 +437,7 @@ def test_recipe_flags_round_trip_through_the_command_line(demo, tmp_path):
         (["--warmup-epochs", "1"], "--warmup-epochs belongs to the cosine schedule; add --schedule cosine"),
         (["--mixup", "-1"], "--mixup must be >= 0, got -1.0"),
         (["--drop-path", "1"], "--drop-path must be in [0, 1), got 1.0"),
+        (["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
         (["--freeze-backbone", "--layer-decay", "0.7"], "with --freeze-backbone only the head trains"),
         (["--schedule", "cosine", "--milestones", "1"], "--milestones belong to the step schedule"),
     ],

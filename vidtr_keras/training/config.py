@@ -31,6 +31,7 @@ RESUME_KEYS = (
     "cutmix",
     "layer_decay",
     "drop_path",
+    "dropout",
     "freeze_backbone",
     "seed",
     "clip_len",
@@ -130,6 +131,12 @@ class TrainConfig:
         help="stochastic depth in [0, 1) (timm's drop_path_rate, 0.1 in VideoMAE): the last encoder block's "
         "probability of dropping its residual branches in training, rising linearly from 0 over the blocks; default: "
         "the model's own (0 for a preset)",
+    )
+    dropout: float = _setting(
+        None,
+        help="dropout in [0, 1) in the backbone (attention weights, attention and MLP outputs) and before the "
+        "classifier (timm's --drop; VideoMAE fine-tunes with 0); default: the model's own (a preset: 0.1, and 0.5 "
+        "before the classifier, as the paper)",
     )
     freeze_backbone: bool = _setting(
         False,

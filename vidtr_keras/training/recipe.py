@@ -57,6 +57,8 @@ def check_recipe(config):
         raise ValueError(
             "`layer_decay` scales the backbone's learning rates; with `freeze_backbone` only the head trains."
         )
+    if config.dropout is not None and not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1), got {config.dropout}.")
     if config.freeze_backbone and config.drop_path:
         raise ValueError(
             "`drop_path` drops blocks of a backbone in training; with `freeze_backbone` it does not train."
@@ -137,9 +139,10 @@ def loss_and_metrics(config, multi_label, classes):
     return loss, metrics
 
 
-def rebuild_backbone(model, trainable=None, **backbone_config):
+def rebuild_backbone(model, trainable=None, head_dropout=None, **backbone_config):
     """`model` rebuilt from its config with these backbone settings (e.g. `drop_path_rate=0.1`), its
-    weights copied; `trainable=False` freezes the backbone."""
+    weights copied; `trainable=False` freezes the backbone; `head_dropout` sets the dropout before the
+    classifier."""
     backbone = getattr(model, "backbone", None)
     if backbone is None:
         raise ValueError(f"The model {model.name!r} has no `backbone` to change ({sorted(backbone_config)}).")
@@ -149,6 +152,10 @@ def rebuild_backbone(model, trainable=None, **backbone_config):
     if unknown:
         raise ValueError(f"The backbone of {model.name!r} has no setting {unknown}.")
     stored.update(backbone_config)
+    if head_dropout is not None:
+        if "dropout" not in config["config"]:
+            raise ValueError(f"The model {model.name!r} has no dropout before its classifier to change.")
+        config["config"]["dropout"] = float(head_dropout)
     if trainable is not None:
         stored["trainable"] = bool(trainable)
     rebuilt = keras.saving.deserialize_keras_object(config)
@@ -166,6 +173,12 @@ def _backbone_arguments(backbone):
     import inspect
 
     return set(inspect.signature(type(backbone).__init__).parameters) - {"self", "kwargs"}
+
+
+def with_dropout(model, rate):
+    """`model` with dropout `rate` everywhere it has dropout: the backbone's attention weights and its
+    attention and MLP outputs, and the dropout before the classifier (one rate, as timm's `--drop`)."""
+    return rebuild_backbone(model, head_dropout=rate, dropout=float(rate), attention_dropout=float(rate))
 
 
 def frozen_backbone(model):

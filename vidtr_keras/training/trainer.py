@@ -256,12 +256,19 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
 
 def _recipe_model(model, config, from_preset, notes):
     """The loaded model with the recipe's backbone changes: stochastic depth on a saved model (a preset is
-    built with it), and a frozen backbone for a linear probe."""
+    built with it), the dropout rate, and a frozen backbone for a linear probe."""
     if config.drop_path is not None and not from_preset:
         current = getattr(getattr(model, "backbone", None), "drop_path_rate", 0.0)
         if config.drop_path != current:
             model = recipe.rebuild_backbone(model, drop_path_rate=config.drop_path)
             notes.append(f"drop_path_rate {current} -> {config.drop_path}")
+    if config.dropout is not None:
+        backbone = getattr(model, "backbone", None)
+        current = (getattr(backbone, "dropout", None), getattr(backbone, "attention_dropout", None))
+        current += (getattr(model, "dropout", None),)
+        if any(rate != config.dropout for rate in current):
+            model = recipe.with_dropout(model, config.dropout)
+            notes.append(f"dropout (backbone, attention, before the classifier) {current} -> {config.dropout}")
     if config.freeze_backbone:
         model = recipe.frozen_backbone(model)
         trained = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
@@ -289,6 +296,8 @@ def _describe_recipe(config):
         )
         if value
     ]
+    if config.dropout is not None:
+        extras.append(f"dropout {config.dropout}")
     if config.freeze_backbone:
         extras.append("frozen backbone")
     return text + "".join(f", {e}" for e in extras)
