@@ -228,3 +228,12 @@ def test_pytorch_data_parallel_without_torchrun_says_how_to_launch(demo, model_s
     config = training.TrainConfig(output=str(tmp_path), batch_size=3, distribute="data-parallel")
     with pytest.raises(ValueError, match="`batch_size` 3 does not split evenly over 2 torchrun processes"):
         distribution_for(config, environ={"RANK": "0", "WORLD_SIZE": "2"})
+
+
+def test_tensorflow_data_parallel_over_several_workers_is_refused(tmp_path):
+    if BACKEND != "tensorflow":
+        pytest.skip("TF_CONFIG concerns TensorFlow's strategies only")
+    cluster = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
+    config = training.TrainConfig(output=str(tmp_path), distribute="data-parallel")
+    with pytest.raises(ValueError, match="keras-team/keras#20585"):
+        distribution_for(config, environ={"TF_CONFIG": json.dumps(cluster)})

@@ -3,9 +3,10 @@ chooses and drives it; JAX needs nothing here: `keras.distribution.DataParallel`
 
 - TensorFlow: `keras.distribution` is not implemented for TensorFlow; Keras 3's TensorFlow trainer runs
   `fit` under a `tf.distribute` strategy instead when the model is built and compiled inside its scope
-  (keras-io guide "Multi-GPU distributed training with TensorFlow"): `tf_strategy` picks
-  `MirroredStrategy` over this machine's GPUs (or its logical CPUs), `MultiWorkerMirroredStrategy` when
-  `TF_CONFIG` names several workers.
+  (keras-io guide "Multi-GPU distributed training with TensorFlow"): `tf_strategy` is `MirroredStrategy`
+  over this machine's GPUs (or its logical CPUs). `MultiWorkerMirroredStrategy` (several machines,
+  `TF_CONFIG`) fails in Keras 3's `fit` before the first step (keras-team/keras#20585: its symbolic build
+  reduces a distributed batch eagerly), so `tf_workers` only detects it, to refuse it clearly.
 - PyTorch: Keras 3.15's torch trainer has no distribution path (Keras master wraps the model in
   `DistributedDataParallel` in its own `train_step`; no release has it yet). `TorchDataParallel` does what
   DDP does for `fit` without touching Keras' trainer: one process per device started by `torchrun`, the
@@ -40,20 +41,12 @@ def tf_workers(environ=None):
 
 
 def tf_strategy():
-    """`MultiWorkerMirroredStrategy` when `TF_CONFIG` names several workers, else `MirroredStrategy` over
-    the GPUs, or over the logical CPU devices when there is no GPU (one device: one replica)."""
+    """`MirroredStrategy` over the GPUs, or over the logical CPU devices when there is no GPU (one device:
+    one replica)."""
     import tensorflow as tf
 
-    if tf_workers() > 1:
-        # Reads TF_CONFIG; must be created before any other TensorFlow op runs (tf.distribute docs).
-        return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-
-
-def tf_is_writer(strategy):
-    """True in the process that writes checkpoints and logs (the chief of a multi-worker cluster)."""
-    return bool(strategy.extended.should_checkpoint)
 
 
 # --- PyTorch ---------------------------------------------------------------------------------------------

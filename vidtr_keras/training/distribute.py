@@ -7,9 +7,10 @@ data order and augmentation of the single-device run, through each backend's own
 - JAX: `keras.distribution.DataParallel` over `keras.distribution.list_devices()` (one process; the batch
   is sharded over the devices by Keras, the computation is one SPMD program, so even dropout draws the
   bits of the single-device run);
-- TensorFlow: `tf.distribute.MirroredStrategy` (`MultiWorkerMirroredStrategy` with `TF_CONFIG`), the
-  model built, compiled and fitted inside its scope; Keras splits each global batch over the replicas
-  and sums the replicas' gradients of the loss scaled by 1 / replicas;
+- TensorFlow: `tf.distribute.MirroredStrategy` over the devices of one machine, the model built, compiled
+  and fitted inside its scope; Keras splits each global batch over the replicas and sums the replicas'
+  gradients of the loss scaled by 1 / replicas (several machines, `MultiWorkerMirroredStrategy`, fail in
+  Keras 3's `fit`: refused, `backends.distributed`);
 - PyTorch: one process per device started by `torchrun`, each reading its rows of the same batches,
   the gradients averaged over the processes (`vidtr_keras.backends.distributed`).
 
@@ -117,15 +118,12 @@ class StrategyDistribution(Distribution):
         super().__init__()
         self.strategy = strategy
         self.replicas = int(strategy.num_replicas_in_sync)
-        self.is_writer = distributed.tf_is_writer(strategy)
 
     def scope(self):
         return self.strategy.scope()
 
     def describe(self):
-        workers = distributed.tf_workers()
-        where = f" on {workers} workers" if workers > 1 else ""
-        return f"data-parallel over {self.replicas} replicas{where} (tf.distribute.{type(self.strategy).__name__})"
+        return f"data-parallel over {self.replicas} replicas (tf.distribute.{type(self.strategy).__name__})"
 
 
 class TorchDistribution(Distribution):
@@ -179,6 +177,12 @@ def _data_parallel(batch_size, environ=None):
         check_batch(batch_size, len(devices), f"devices ({', '.join(devices)})")
         return KerasDistribution("data-parallel", keras.distribution.DataParallel(devices=devices))
     if backend == "tensorflow":
+        if distributed.tf_workers(environ) > 1:
+            raise ValueError(
+                "`distribute` data-parallel on TensorFlow trains on the devices of one machine (MirroredStrategy): "
+                "TF_CONFIG names several workers, and Keras 3's fit fails under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585). Across machines, train on JAX (multi-host) or PyTorch (torchrun)."
+            )
         strategy = distributed.tf_strategy()
         check_batch(batch_size, strategy.num_replicas_in_sync, "replicas")
         return StrategyDistribution(strategy)
