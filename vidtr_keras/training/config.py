@@ -7,6 +7,7 @@ import dataclasses
 
 from vidtr_keras.training import recipe
 from vidtr_keras.training.schedules import RELEASED_EPOCHS
+from vidtr_keras.training.sharding import mesh_from_text
 
 RESUME_KEYS = (
     "train",
@@ -148,11 +149,26 @@ class TrainConfig:
     rate: int = _setting(None, help="frame sampling rate (default: 64 // clip length, e.g. 8 for 8 frames)")
     crop_size: int = _setting(None, help="crop side in px (default: the model's image size)")
     short_side: int = _setting(None, help="training resize (default 256/224 x crop size)")
-    workers: int = _setting(1, help="data-loading threads")
+    workers: int = _setting(1, help="data-loading workers (threads, or processes with `loader` processes)")
+    loader: str = _setting(
+        "threads",
+        help="how the `workers` load batches: threads, or processes (Keras' PyDataset multiprocessing; decoding "
+        "and augmentation scale with processes where threads stop; the same batches either way)",
+        choices=("threads", "processes"),
+    )
     distribute: str = _setting(
         None,
-        help="data-parallel: split every batch over all devices (JAX, keras.distribution.DataParallel)",
-        choices=("none", "data-parallel"),
+        help="data-parallel: split every batch over all devices, gradients averaged, the same data order (JAX "
+        "keras.distribution.DataParallel; TensorFlow tf.distribute.MirroredStrategy; PyTorch one torchrun process "
+        "per device; docs/distributed.md); model-parallel: also split the encoder's attention and MLP weights over "
+        "the model axis of `mesh` (JAX, keras.distribution.ModelParallel)",
+        choices=("none", "data-parallel", "model-parallel"),
+    )
+    mesh: str = _setting(
+        None,
+        help="model-parallel device mesh DATAxMODEL, e.g. 1x2: the batch split over DATA devices, the weights over "
+        "MODEL; DATA x MODEL = the device count (default: 1xDEVICES)",
+        parse=mesh_from_text,
     )
     jit_compile: str = _setting(
         "auto", help="compile the training step (auto: Keras' choice)", choices=("auto", "on", "off")
@@ -205,7 +221,7 @@ def resumed_config(config, stored):
             "`resume` continues the run in "
             f"{config.output!r} with its own settings; these differ: " + "; ".join(changed)
         )
-    for key in ("workers", "distribute", "jit_compile", "threads"):  # how to run, not what: may change
+    for key in ("workers", "loader", "distribute", "mesh", "jit_compile", "threads"):  # how to run: may change
         merged[key] = given[key]
     merged["output"] = config.output
     return TrainConfig(**merged)

@@ -27,7 +27,9 @@ from vidtr_keras.models.presets import preset_names
 from vidtr_keras.training import recipe
 from vidtr_keras.training.callbacks import LOG_FILE, EpochCheckpoint, restore_rng_states, write_log
 from vidtr_keras.training.config import resumed_config
+from vidtr_keras.training.distribute import distribution_for
 from vidtr_keras.training.mixing import SoftTargetBatches
+from vidtr_keras.training.sharding import initialize_multi_host
 
 
 def _probe_videos(records, root, limit=None):
@@ -54,22 +56,6 @@ def _read_training_list(path, root, names, num_classes, check_videos, what):
         annotations.check_files(root)
     annotations.raise_if_problems(what)
     return annotations
-
-
-def _distribution(name, batch_size):
-    if name in (None, "none"):
-        return None
-    if name != "data-parallel":
-        raise ValueError(f"`distribute` must be 'data-parallel' or 'none', got {name!r}.")
-    if keras.backend.backend() != "jax":
-        raise ValueError(
-            f"`distribute` data-parallel needs the JAX backend (keras.distribution.DataParallel); this run uses "
-            f"{keras.backend.backend()!r}. Set KERAS_BACKEND=jax."
-        )
-    devices = keras.distribution.list_devices()
-    if batch_size % len(devices):
-        raise ValueError(f"`batch_size` {batch_size} does not split evenly over {len(devices)} devices ({devices}).")
-    return keras.distribution.DataParallel(devices=devices)
 
 
 def _jit(value):
@@ -139,7 +125,10 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     recipe.check_recipe(config)
     recipe.resolve_defaults(config)
 
-    distribution = _distribution(config.distribute, config.batch_size)
+    initialize_multi_host()  # several processes: one JAX cluster (before anything touches a device)
+    distribution = distribution_for(config)
+    if not distribution.is_writer:  # another process writes the checkpoints and the log
+        log, verbose = None, 0
     jit_compile = _jit(config.jit_compile)
     names = vdata.read_class_names(config.labels) if config.labels else None
     if names is not None and config.num_classes is not None and config.num_classes != len(names):
@@ -154,8 +143,7 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
     val_list = _read_training_list(config.val, val_root, names, num_classes, config.check_videos, "validation list")
 
     keras.utils.set_random_seed(config.seed)
-    scope = distribution.scope() if distribution is not None else _null_scope()
-    with scope:
+    with distribution.scope():  # built, compiled and fitted inside it; on PyTorch it leaves the process group
         if resume:
             model = load_model(output, compile=True).model  # the last checkpoint, with its optimizer state
             with np.load(os.path.join(output, stored["rng"])) as states:
@@ -198,12 +186,14 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
             seed=config.seed,
             short_side=config.short_side,
             workers=config.workers,
+            use_multiprocessing=config.loader == "processes",
         )
         train_data = vdata.VideoClipDataset(train_list.records, config.root, training=True, flip=config.flip, **common)
         val_data = vdata.VideoClipDataset(val_list.records, val_root, training=False, **common) if val_list else None
         if recipe.soft_targets(config):  # float targets: one-hot (smoothing) or mixed
             train_data = SoftTargetBatches(train_data, config.mixup, config.cutmix, seed=config.seed)
             val_data = SoftTargetBatches(val_data) if val_data is not None else None
+        train_data, val_data = distribution.shard(train_data), distribution.shard(val_data)
         schedule = recipe.make_schedule(config, len(train_data))
         if not resume:
             loss, metrics = recipe.loss_and_metrics(config, multi_label, classes)
@@ -215,6 +205,7 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
             )
         else:
             model.jit_compile = jit_compile if jit_compile != "auto" else model.jit_compile
+        distribution.prepare(model, config.seed)
 
         os.makedirs(output, exist_ok=True)
         if log is not None:
@@ -224,15 +215,13 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
                 f"{geometry.describe()}, {classes} classes{' (multi-label)' if multi_label else ''}; epochs "
                 f"{start_epoch + 1}..{config.epochs}; {_describe_recipe(config)}; "
                 f"backend {keras.backend.backend()}"
-                + (
-                    f", data-parallel over {len(distribution.device_mesh.devices.ravel())} devices"
-                    if distribution
-                    else ""
-                )
+                + (f", {distribution.describe()}" if distribution.describe() else "")
                 + f"; {'; '.join(notes)}",
             )
-        checkpoint = EpochCheckpoint(output, config, [train_data, val_data], history, schedule, log, names)
-        if history:
+        checkpoint = EpochCheckpoint(
+            output, config, [train_data, val_data], history, schedule, log, names, write=distribution.is_writer
+        )
+        if history and distribution.is_writer:
             write_log(os.path.join(output, LOG_FILE), history)
         train_data.set_epoch(start_epoch)
         # JAX on CPU: Threefry dropout bits lowered as straight-line code (the same bits; less memory).
@@ -242,7 +231,8 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         if log is not None and threads is not None:
             log(f"PyTorch intra-op threads: {threads} (threads={config.threads!r})")
         with torch_threads(threads):
-            _fit(model, train_data, val_data, config, start_epoch, [checkpoint, *callbacks], verbose)
+            steps = [*distribution.callbacks_before, checkpoint, *distribution.callbacks_after, *callbacks]
+            _fit(model, train_data, val_data, config, start_epoch, steps, verbose)
     return {
         "output": output,
         "epochs": config.epochs,
@@ -251,6 +241,7 @@ def train(config, callbacks=(), verbose=1, resume=False, overwrite=False, log=No
         "config": config,
         "failures": dict(train_data.failures),
         "threads": threads,
+        "writer": distribution.is_writer,
     }
 
 
@@ -304,7 +295,7 @@ def _describe_recipe(config):
 
 
 def _fit(model, train_data, val_data, config, start_epoch, callbacks, verbose):
-    if train_data.workers > 1:
+    if train_data.workers > 1 or (train_data.workers > 0 and train_data.use_multiprocessing):  # Keras' enqueuer
         # Build the compiled loss and metrics on one batch now. Otherwise `fit` pulls a batch from
         # the worker queue to build them, and Keras then serves the batches prefetched meanwhile at
         # the start of the first epoch, out of order: a resumed run would not see the same data.
@@ -318,11 +309,3 @@ def _fit(model, train_data, val_data, config, start_epoch, callbacks, verbose):
         callbacks=callbacks,
         verbose=verbose,
     )
-
-
-class _null_scope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
