@@ -4,6 +4,7 @@ vidtr make-demo-data DIR [--classes 4] [--videos-per-class 6]
 vidtr make-benchmark-data DIR --task TASK   (the procedural temporal-reasoning benchmark,
     `vidtr_keras.data.procedural`, as lossless videos plus annotation lists for `vidtr train`/`evaluate`)
 vidtr check-videos LIST_OR_FOLDER [--min-frames 64] [--workers 2] [--json report.json] [--move-bad DIR]
+vidtr prepare-videos SRC DST --short-side 256 [--codec mjpg] [--workers N] [--list SRC/train.txt]
 """
 
 from vidtr_keras.cli.args import rich_console
@@ -127,8 +128,75 @@ def cmd_check_videos(args):
     return 1 if report.failed else 0
 
 
+def cmd_prepare_videos(args):
+    """`vidtr prepare-videos`: re-encode every video at the training resolution, report the broken ones."""
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from vidtr_keras.data.prepare import BROKEN, prepare_videos, rewrite_list
+    from vidtr_keras.models import preset_dir
+
+    console = rich_console(quiet=args.quiet)
+    workers = args.workers if args.workers is not None else len(os.sched_getaffinity(0))
+    columns = (TextColumn("re-encoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("re-encoding", total=None)
+        report = prepare_videos(
+            args.source,
+            args.destination,
+            args.short_side,
+            codec=args.codec,
+            workers=workers,
+            timeout=args.timeout,
+            skip_existing=args.skip_existing,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    left_out = []
+    for list_file in args.list or ():
+        target = os.path.join(args.destination, os.path.basename(list_file))
+        written = rewrite_list(list_file, target, report, root=args.root)
+        left_out += [(f"{list_file}:{number}", path, why) for number, path, why in written["left_out"]]
+        console.print(f"wrote {target} ({written['written']} videos)", highlight=False)
+    shown = report.results if args.all else report.failed
+    if shown:
+        title = f"{len(report.failed)} of {len(report.results)} video(s) broken" if report.failed else "videos"
+        table = Table(title=title)
+        for col in ("video", "status", "frames in", "frames out", "size", "problem"):
+            table.add_column(col, justify="right" if col.startswith("frames") else "left")
+        for r in shown:
+            status = f"[red]{r['status']}[/red]" if r["status"] in BROKEN else r["status"]
+            size = "x".join(map(str, r["size_out"])) if r.get("size_out") else "-"
+            table.add_row(
+                r["path"], status, _fmt(r.get("frames_in")), _fmt(r.get("frames_out")), size, r["error"] or ""
+            )
+        console.print(table)
+    if left_out:
+        console.print(
+            f"[red]{len(left_out)} list line(s) left out[/red]:\n  "
+            + "\n  ".join(f"{where} {path}: {why}" for where, path, why in left_out),
+            highlight=False,
+        )
+    done = [r for r in report.results if r["status"] == "ok"]
+    before, after = (sum(r[k] or 0 for r in done) / 2**20 for k in ("bytes_in", "bytes_out"))
+    unstated = sum(1 for r in done if r.get("fps_stated") is False)
+    counts = ", ".join(f"{n} {status}" for status, n in report.counts().items())
+    console.print(
+        f"{len(report.results)} video(s) under {args.source} ({counts}); short side {args.short_side} px, "
+        f"{args.codec}, frame counts checked; re-encoded {before:.1f} MiB -> {after:.1f} MiB in {args.destination}"
+        + (f"; {unstated} without a stated frame rate written at 30 fps" if unstated else ""),
+        highlight=False,
+    )
+    if args.json:
+        preset_dir.write_json(args.json, {**report.to_dict(), "lists_left_out": left_out})
+        console.print(f"wrote {args.json}", highlight=False)
+    return 1 if report.failed or left_out else 0
+
+
 def register(subparsers):
     from vidtr_keras.data.integrity import DEFAULT_MIN_FRAMES
+    from vidtr_keras.data.prepare import CODECS, DEFAULT_CODEC
     from vidtr_keras.data.procedural import TASKS
 
     p = subparsers.add_parser("make-demo-data", help="write a tiny dataset of synthetic videos (lists, class names)")
@@ -184,4 +252,36 @@ def register(subparsers):
     p.add_argument("--all", action="store_true", help="list every video in the table, not only the failed ones")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_check_videos)
+
+    p = subparsers.add_parser(
+        "prepare-videos",
+        help="re-encode every video once at the training resolution (every frame kept); report the broken ones",
+    )
+    p.add_argument("source", help="a folder of videos (recursively; its sub-folders are kept)")
+    p.add_argument("destination", help="the output folder")
+    p.add_argument("--short-side", type=int, required=True, help="short side of the output frames in px (e.g. 256)")
+    p.add_argument(
+        "--codec",
+        default=DEFAULT_CODEC,
+        choices=list(CODECS),
+        help="mjpg (.avi; default: decodes fastest here, every frame a key frame), mp4v (.mp4; smaller files), "
+        "ffv1 (.mkv; lossless, large)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: one per core; 0: in this process)"
+    )
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per video before its decoder counts as hung")
+    p.add_argument("--skip-existing", action="store_true", help="keep outputs already written (resume a preparation)")
+    p.add_argument(
+        "--list",
+        action="append",
+        metavar="LIST",
+        help="an annotation list of SRC's videos to write into DST for the prepared files (new extension; broken "
+        "videos left out); repeatable",
+    )
+    p.add_argument("--root", default=None, help="directory the lists' paths are relative to (default: each list's)")
+    p.add_argument("--json", default=None, help="write the full report (every video) as JSON")
+    p.add_argument("--all", action="store_true", help="list every video in the table, not only the broken ones")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_prepare_videos)
     return subparsers
