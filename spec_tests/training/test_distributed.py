@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from vidtr_keras import build_model, cli, training
+from vidtr_keras import cli, training
 from vidtr_keras import data as vdata
 from vidtr_keras.backends.distributed import RankShard
 from vidtr_keras.models.loading import load_model
@@ -51,26 +51,19 @@ def demo(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def model_spec(tmp_path_factory):
-    """What the runs train. JAX runs one SPMD program over the devices, so even dropout draws the bits of
-    the single-device run; on TensorFlow and PyTorch each replica draws masks for its own clips, so the
-    weights are the single-device run's only without dropout: vidtr_tiny with its dropout off."""
-    if BACKEND == "jax":
-        return "vidtr_tiny"
-    path = tmp_path_factory.mktemp("model") / "vidtr_tiny_no_dropout.keras"
-    build_model("vidtr_tiny", num_classes=4, head_dropout=0.0, dropout=0.0, attention_dropout=0.0).save(path)
-    return str(path)
-
-
-def train_argv(demo, model_spec, output, *extra):
+def train_argv(demo, output, *extra):
     # Validation on PyTorch only, where the metrics of the ranks' shares are ours to combine (JAX and TensorFlow
     # evaluate inside Keras' own distributed step; each evaluation is one more compilation there).
     validation = ["--val", demo / "val5.txt"] if BACKEND == "torch" else []
+    # JAX runs one SPMD program over the devices, so even dropout draws the bits of the single-device run; on
+    # TensorFlow and PyTorch each replica draws masks for its own clips, so the weights are the single-device
+    # run's only without dropout.
+    dropout = ["--dropout", "0"] if BACKEND != "jax" else []
     return [
         "train",
         "--model",
-        model_spec,
+        "vidtr_tiny",
+        *dropout,
         "--train",
         demo / "train.txt",
         *validation,
@@ -124,11 +117,11 @@ def _run(program):
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_data_parallel_run_killed_and_resumed_ends_with_the_single_device_weights(demo, model_spec, tmp_path):
+def test_data_parallel_run_killed_and_resumed_ends_with_the_single_device_weights(demo, tmp_path):
     one = tmp_path / "one_device"
-    assert cli.main([str(a) for a in train_argv(demo, model_spec, one, "--quiet")]) == 0
+    assert cli.main([str(a) for a in train_argv(demo, one, "--quiet")]) == 0
     many = tmp_path / "data_parallel"
-    argv = [str(a) for a in train_argv(demo, model_spec, many, "--distribute", "data-parallel")]
+    argv = [str(a) for a in train_argv(demo, many, "--distribute", "data-parallel")]
 
     # Both epochs of the same run on two devices; a worker (rank 1 of two torchrun processes, the one
     # process on JAX and TensorFlow) is killed with SIGKILL after its first step of the second epoch.
@@ -215,12 +208,12 @@ def test_an_unknown_distribute_value_is_refused(tmp_path):
         distribution_for(training.TrainConfig(output=str(tmp_path), distribute="pipeline"))
 
 
-def test_pytorch_data_parallel_without_torchrun_says_how_to_launch(demo, model_spec, tmp_path, capsys, monkeypatch):
+def test_pytorch_data_parallel_without_torchrun_says_how_to_launch(demo, tmp_path, capsys, monkeypatch):
     if BACKEND != "torch":
         pytest.skip("the launcher check is PyTorch's: JAX and TensorFlow use the devices of one process")
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
-    argv = train_argv(demo, model_spec, tmp_path / "dp", "--distribute", "data-parallel")
+    argv = train_argv(demo, tmp_path / "dp", "--distribute", "data-parallel")
     assert cli.main([str(a) for a in argv]) == 2
     assert "torchrun --nproc-per-node 2 -m vidtr_keras.cli train" in capsys.readouterr().out.replace("\n", "")
     assert not (tmp_path / "dp").exists()

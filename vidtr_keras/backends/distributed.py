@@ -24,9 +24,6 @@ import os
 import keras
 import numpy as np
 
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-
-
 # --- TensorFlow ------------------------------------------------------------------------------------------
 
 
@@ -77,14 +74,15 @@ class TorchDataParallel:
         self._hooks = []
         if torch.cuda.is_available():
             torch.cuda.set_device(self.local_rank)  # Keras' torch backend uses the current CUDA device
-            backend = "nccl"
+            backend, self.device = "nccl", torch.device("cuda", self.local_rank)
         else:
-            backend = "gloo"
+            backend, self.device = "gloo", torch.device("cpu")
         if not dist.is_initialized():
             dist.init_process_group(backend=backend, rank=self.rank, world_size=self.world_size)
 
     def broadcast_weights(self, model):
-        """Rank 0's weights (and optimizer state) on every rank: the ranks start from one model."""
+        """Rank 0's weights (and random generators' states) on every rank: the ranks start from one model
+        (the optimizer's state starts at zero, or from the same checkpoint when resuming)."""
         import torch
         import torch.distributed as dist
 
@@ -117,9 +115,9 @@ class TorchDataParallel:
         import torch
         import torch.distributed as dist
 
-        tensor = torch.tensor(np.asarray(values, np.float64))
+        tensor = torch.tensor(np.asarray(values, np.float64), device=self.device)  # NCCL reduces GPU tensors only
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return (tensor / self.world_size).tolist()
+        return (tensor / self.world_size).cpu().tolist()
 
     def summed_metric_results(self, model):
         """The model's metric results computed from their states summed over the ranks (every Keras
