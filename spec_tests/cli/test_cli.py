@@ -254,7 +254,9 @@ def test_train_flags_are_those_of_the_released_command_line():
         "--multi-label --no-check-videos --verbose --quiet "
         # the fine-tuning recipe (issue 21)
         "--optimizer --schedule --warmup-epochs --min-lr --label-smoothing --mixup --cutmix --layer-decay "
-        "--drop-path --dropout --freeze-backbone"
+        "--drop-path --dropout --freeze-backbone "
+        # data-loading worker processes (issue 23)
+        "--loader"
     ).split()
     assert flags - {"-h", "--help"} == set(expected)
     helps = {max(a.option_strings, key=len): a.help for a in train_parser()._actions if a.option_strings}
