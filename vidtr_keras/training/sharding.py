@@ -21,6 +21,7 @@ coordinator's host:port first), KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTR
 set; `keras.distribution.list_devices()` then lists the devices of all processes.
 """
 
+import contextlib
 import os
 import re
 
@@ -187,3 +188,16 @@ def data_share(distribution):
     Keras' own rule (`Distribution.data_shard_id`): count = min(model replicas, processes)."""
     count = min(distribution.num_model_replicas, distribution.num_processes)
     return distribution.data_shard_id, count
+
+
+@contextlib.contextmanager
+def outside_distribution():
+    """No `keras.distribution` for what one process does alone (writing a checkpoint): under a multi-process
+    distribution, every variable Keras creates meanwhile (saving builds a throw-away optimizer) would be
+    placed on the devices of all processes, a collective the other processes never join."""
+    current = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(current)
