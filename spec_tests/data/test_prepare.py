@@ -16,6 +16,11 @@ import pytest
 from vidtr_keras import cli
 from vidtr_keras.data import VideoReader, prepare
 
+from helpers import BACKEND
+
+# prepare.py and its command use OpenCV and NumPy only, never Keras: one backend's suite checks them.
+pytestmark = pytest.mark.skipif(BACKEND != "torch", reason="no Keras in vidtr_keras.data.prepare: checked on torch")
+
 # name -> (FourCC, frames, height, width)
 VIDEOS = {
     "a/wide.avi": ("MJPG", 9, 30, 40),
@@ -68,7 +73,7 @@ def test_every_frame_kept_at_the_short_side_with_the_aspect_and_the_folders(sour
     for name, (_, count, height, width) in VIDEOS.items():
         result = by_path[name]
         assert result["status"] == "ok", result
-        output = destination / (os.path.splitext(name)[0] + ".avi")  # the default codec's container
+        output = destination / (os.path.splitext(name)[0] + ".mp4")  # the default codec's container
         assert result["output"] == str(output) and output.is_file()
         frames_in, reader_in = decoded(source / name)
         frames_out, reader_out = decoded(output)
@@ -94,7 +99,7 @@ def test_broken_files_are_reported_and_not_written(serial):
     assert set(failed) == {"broken.mp4", "empty.avi"}
     assert failed["broken.mp4"]["status"] == "unreadable" and "cannot open" in failed["broken.mp4"]["error"]
     assert failed["empty.avi"]["error"] == "empty file (0 bytes)"
-    assert not (destination / "broken.avi").exists() and not (destination / "empty.avi").exists()
+    assert not (destination / "broken.mp4").exists() and not (destination / "empty.mp4").exists()
     assert report.counts() == {"unreadable": 2, "ok": 4} and not report.ok
 
 
@@ -105,7 +110,7 @@ def test_worker_processes_give_what_the_serial_path_gives(source, serial, tmp_pa
     keys = ("path", "status", "error", "frames_in", "frames_out", "size_in", "size_out", "bytes_out")
     assert [{k: r[k] for k in keys} for r in got.results] == [{k: r[k] for k in keys} for r in want.results]
     for name in VIDEOS:
-        stem = os.path.splitext(name)[0] + ".avi"
+        stem = os.path.splitext(name)[0] + ".mp4"
         assert (tmp_path / stem).read_bytes() == (serial_dir / stem).read_bytes()
     assert steps[-1] == len(got.results) and steps == sorted(steps)
 
@@ -129,35 +134,59 @@ def test_a_re_encoding_that_loses_a_frame_is_reported(source, tmp_path, monkeypa
             self.writer.release()
 
     monkeypatch.setattr(cv2, "VideoWriter", DroppingWriter)
-    result = prepare.convert_video(str(source / "a/wide.avi"), str(tmp_path / "wide.avi"), SHORT)
+    result = prepare.convert_video(str(source / "a/wide.avi"), str(tmp_path / "wide.mp4"), SHORT)
     assert result["status"] == "count_mismatch" and (result["frames_in"], result["frames_out"]) == (9, 8)
     assert "9 frames decoded from the input, 8 from its re-encoding" in result["error"]
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary file
+    with pytest.raises(ValueError, match=r"`output` must end with \.mp4"):
+        prepare.convert_video(str(source / "a/wide.avi"), str(tmp_path / "wide.avi"), SHORT)
+
+
+def test_a_real_h264_video_keeps_its_132_frames_in_order(tmp_path):
+    """The real fixture (1280x720 H.264, 132 frames, spec_tests/fixtures/video/README.md) at a 32 px short side."""
+    source = os.path.join(os.path.dirname(__file__), "..", "fixtures", "video", "bigbuckbunny.mp4")
+    result = prepare.convert_video(source, str(tmp_path / "bbb.mp4"), 32)
+    assert result["status"] == "ok" and result["frames_in"] == result["frames_out"] == result["header_frames"] == 132
+    assert result["size_in"] == [720, 1280] and result["size_out"] == [32, 56] and result["fps"] == 25.0
+    original, prepared = cv2.VideoCapture(source), cv2.VideoCapture(str(tmp_path / "bbb.mp4"))
+    errors = []
+    while True:  # one frame of each at a time: the 720p frames would not all fit in a small memory
+        ok_in, frame_in = original.read()
+        ok_out, frame_out = prepared.read()
+        assert ok_in == ok_out
+        if not ok_in:
+            break
+        want = cv2.resize(frame_in, (56, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+        errors.append(np.abs(want - frame_out).mean())
+    assert len(errors) == 132 and max(errors) < 8, max(errors)
 
 
 def test_the_command_rewrites_lists_and_its_exit_code_says_whether_files_broke(source, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")  # rich: the report's table without wrapped cells
     destination = tmp_path / "out"
-    argv = ["prepare-videos", source, destination, "--short-side", SHORT, "--codec", "mp4v", "--workers", "1"]
+    argv = ["prepare-videos", source, destination, "--short-side", SHORT, "--codec", "mjpg", "--workers", "1"]
     argv += ["--list", source / "train.txt", "--list", source / "train.csv", "--json", tmp_path / "report.json"]
     assert cli.main([str(a) for a in argv]) == 1
     out = capsys.readouterr().out
     assert "2 of 6 video(s) broken" in out and "broken.mp4" in out and "empty file (0 bytes)" in out
     assert "train.txt:3 broken.mp4" in out and "train.csv:3 broken.mp4" in out
-    assert (destination / "train.txt").read_text() == "a/wide.mp4 9 0\nb/wide.mp4 7 1\nb/tall.mp4 5 1\n"
-    assert (destination / "train.csv").read_text() == "path,label\na/wide.mp4,0\nb/tall.mp4,1\n"
+    assert (destination / "train.txt").read_text() == "a/wide.avi 9 0\nb/wide.avi 7 1\nb/tall.avi 5 1\n"
+    assert (destination / "train.csv").read_text() == "path,label\na/wide.avi,0\nb/tall.avi,1\n"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["by_status"] == {"unreadable": 2, "ok": 4} and len(report["lists_left_out"]) == 2
-    assert VideoReader(str(destination / "b/tall.mp4"), exact_count=True).num_frames == 5
+    assert VideoReader(str(destination / "b/tall.avi"), exact_count=True).num_frames == 5
     # a folder without broken files: exit code 0; an existing output is kept with --skip-existing
     good = tmp_path / "good"
     os.makedirs(good / "a")
     (good / "a/wide.avi").write_bytes((source / "a/wide.avi").read_bytes())
-    argv = ["prepare-videos", good, destination, "--short-side", SHORT, "--codec", "mp4v", "--skip-existing"]
+    argv = ["prepare-videos", good, destination, "--short-side", SHORT, "--codec", "mjpg", "--skip-existing"]
     assert cli.main([str(a) for a in argv + ["--all"]]) == 0
     assert "1 existing" in capsys.readouterr().out
     assert cli.main(["prepare-videos", str(good), str(good), "--short-side", "24"]) == 2
     assert "destination must differ" in capsys.readouterr().out.replace("\n", " ")
+    (good / "a/wide.mkv").write_bytes((source / "a/wide.avi").read_bytes())
+    assert cli.main(["prepare-videos", str(good), str(tmp_path / "clash"), "--short-side", "24"]) == 2
+    assert "would both be written to" in capsys.readouterr().out.replace("\n", " ")
 
 
 FAKE_WORKER = """

@@ -4,7 +4,7 @@ vidtr make-demo-data DIR [--classes 4] [--videos-per-class 6]
 vidtr make-benchmark-data DIR --task TASK   (the procedural temporal-reasoning benchmark,
     `vidtr_keras.data.procedural`, as lossless videos plus annotation lists for `vidtr train`/`evaluate`)
 vidtr check-videos LIST_OR_FOLDER [--min-frames 64] [--workers 2] [--json report.json] [--move-bad DIR]
-vidtr prepare-videos SRC DST --short-side 256 [--codec mjpg] [--workers N] [--list SRC/train.txt]
+vidtr prepare-videos SRC DST --short-side 256 [--codec mp4v] [--workers N] [--list SRC/train.txt]
 """
 
 from vidtr_keras.cli.args import rich_console
@@ -264,8 +264,8 @@ def register(subparsers):
         "--codec",
         default=DEFAULT_CODEC,
         choices=list(CODECS),
-        help="mjpg (.avi; default: decodes fastest here, every frame a key frame), mp4v (.mp4; smaller files), "
-        "ffv1 (.mkv; lossless, large)",
+        help="mp4v (.mp4; default: the fastest to decode and the smallest of what OpenCV writes, a key frame every "
+        "12 frames), mjpg (.avi; every frame a key frame, larger), ffv1 (.mkv; lossless, large, slow to decode)",
     )
     p.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: one per core; 0: in this process)"
