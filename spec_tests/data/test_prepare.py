@@ -159,6 +159,12 @@ def test_a_real_h264_video_keeps_its_132_frames_in_order(tmp_path):
         want = cv2.resize(frame_in, (56, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
         errors.append(np.abs(want - frame_out).mean())
     assert len(errors) == 132 and max(errors) < 8, max(errors)
+    # mp4v (the default): a key frame every 12 frames (the packets' key flags, read without decoding)
+    packets = cv2.VideoCapture(str(tmp_path / "bbb.mp4"), cv2.CAP_FFMPEG, [cv2.CAP_PROP_FORMAT, -1])
+    keys = []
+    while packets.grab():
+        keys.append(bool(packets.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME)))
+    assert [i for i, key in enumerate(keys) if key] == list(range(0, 132, 12))
 
 
 def test_the_command_rewrites_lists_and_its_exit_code_says_whether_files_broke(source, tmp_path, capsys, monkeypatch):
