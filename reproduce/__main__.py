@@ -12,8 +12,8 @@ entirely, Tables 5-6, the top-1 columns) needs Kinetics and other datasets and G
 Named runs outside `all`, each a study of its own: `crosscheck` (our analytic FLOP count against each
 backend's own counter: a check of the accounting, not a paper table), `learning` (does it learn? every
 variant x task x seed on the procedural benchmark), `benchmark` (speed against each backend's matmul
-peak, training memory, remat, bfloat16) and `walkthrough` (the README walk-through's commands on every
-backend, its measured curve). Development investigations that are not about the paper
+peak, training memory, remat, bfloat16), `walkthrough` (the README walk-through's commands on every
+backend, its measured curve) and `data` (the data path in clips/s, no backend). Development investigations that are not about the paper
 (before/after a commit, fused attention, an inference profile) are `python -m benchmarks NAME`.
 
 Measurements on each backend run in fresh child processes (KERAS_BACKEND set per process), one at a
@@ -50,6 +50,7 @@ NAMED_RUNS = {
     "learning": "does it learn? every variant x task x seed on the procedural benchmark, with intervals",
     "benchmark": "speed (% of each backend's matmul peak) and training memory per backend, remat, bf16",
     "walkthrough": "the README walk-through (pretrained tiny ViT inflated, fine-tuned; from scratch) per backend",
+    "data": "the data path in clips/s: our reader against the one before, plain OpenCV (and decord); loader threads",
 }
 SCRIPTS = {**PAPER_TABLES, **NAMED_RUNS}
 # Wall time of each script in seconds, (full, --quick), on this project's machine (2 AMD EPYC cores, 23.5
@@ -77,6 +78,7 @@ DURATIONS = {
     "learning": (2250, 300),
     "benchmark": (2640, 600),
     "walkthrough": (2700, 2700),
+    "data": (180, 90),
 }
 
 

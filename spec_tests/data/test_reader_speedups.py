@@ -120,7 +120,8 @@ def test_the_real_h264_file_read_by_windows_and_views(files):
     reader = video.VideoReader(path, seek_gap=GAP)
     for indices in ([120, 124, 128, 131], [3, 0, 7], [60, 68, 76, 84], [131, 5, 131]):
         check(reader.read(indices), frames, indices)
-        assert reader.seekable
+        # its only key frame is frame 0 (a seek would decode from there): no table, no seeking
+        assert reader.seekable is False
     views = sampling.view_clip_indices(len(frames), 4, 8, 10).ravel().tolist()  # 10 windows in one pass
     check(video.VideoReader(path, seek_gap=GAP).read(views), frames, views)
 
@@ -165,9 +166,17 @@ def test_stamps_that_do_not_tell_frames_apart_forbid_seeking():
     assert table.matches(1, 41.0) and not table.matches(1, 80.0) and not table.matches(3, 120.0)
 
 
+def test_a_seek_is_taken_only_when_a_key_frame_lies_in_the_gap():
+    table = video.SeekTable(np.arange(100) * 40.0, key_frames=[0, 12, 24, 36])
+    assert table.saves_work(0, 40)  # lands on 24 (the key frame at or before 40 - 16)
+    assert not table.saves_work(13, 30)  # would land on 12: behind the decoder
+    assert not table.saves_work(5, 10)  # would land on 0
+    assert video.SeekTable(np.arange(100) * 40.0).saves_work(13, 30)  # key frames unknown: seek, then check
+
+
 def test_a_short_file_is_never_probed_and_a_count_past_the_end_is_still_truncated(files, tmp_path):
     path, frames = files["b.mkv"]
-    reader = video.VideoReader(path)  # the default gap: 90 frames are too few to record a table
+    reader = video.VideoReader(path, seek_gap=FRAMES // 2)  # 90 frames: too few to record a table
     check(reader.read([FRAMES - 1, 0]), frames, [FRAMES - 1, 0])
     assert reader.seekable is None
     checked = video.VideoReader(path, seek_gap=GAP)

@@ -8,13 +8,15 @@ only seeks where the file has been checked:
 
 - without seeking it decodes front to back from where its decoder stands (grab without retrieve for
   the frames it does not keep; only kept frames are converted to RGB);
-- the first sequential read of a long file (more than `2 * seek_gap` frames stated) decodes on to the
-  end once and records every frame's time stamp, then seeks back to two frames it kept and compares
-  time stamp and pixels with the sequential decode. When they agree, later reads (by any reader of
-  that file in the process) jump over gaps of at least `seek_gap` frames by seeking (OpenCV seeks to
-  the key frame before the target and decodes forward) and check the time stamp of every frame they
-  keep against the recorded one; on any disagreement the file is marked not seekable and the read is
-  done again sequentially. A wrong frame is never returned.
+- the first sequential read of a file of more than `2 * seek_gap` frames (stated) that has more than
+  one key frame decodes on to the end once and records every frame's time stamp, then seeks back to
+  two frames it kept and compares time stamp and pixels with the sequential decode. When they agree,
+  later reads (by any reader of that file in the process) jump over gaps of at least `seek_gap` frames
+  by seeking when a key frame lies in the gap (OpenCV seeks to the key frame before the target and
+  decodes forward), and check the time stamp of every frame they keep against the recorded one; on
+  any disagreement the file is marked not seekable and the read is done again sequentially. A wrong
+  frame is never returned. Where the key frames are is read from the container's packets without
+  decoding (OpenCV's raw stream mode); it only decides whether a seek saves work.
 - the reader keeps its decoder open between calls: the frame decoded to check the file when the
   reader was made is the first frame of the first read, and a later read that starts at or after the
   decoder's position continues from there.
@@ -41,10 +43,11 @@ import numpy as np
 # Files smaller than this hold no decodable frame in any container we know; the official loader skips
 # them too ("avoid hanging issue"), and some OpenCV builds hang on truncated headers.
 MIN_VIDEO_BYTES = 64
-# A read seeks only over a gap of at least this many frames. A seek decodes from the key frame before
-# its target, so over a shorter gap it can decode more than going forward would; 250 frames is x264's
-# default key-frame interval (keyint), the usual encoder of downloaded video.
-SEEK_GAP = 256
+# A read seeks only over a gap of at least this many frames (and only when a key frame lies in it):
+# OpenCV's seek (cap_ffmpeg_impl.hpp, CvCapture_FFMPEG::seek) lands on the key frame at or before
+# target - SEEK_BACK and decodes forward from there, so a short gap gains little.
+SEEK_GAP = 32
+SEEK_BACK = 16
 # Seek tables (every frame's time stamp) of this many files are kept per process, most recent first.
 MAX_SEEK_TABLES = 256
 
@@ -84,8 +87,10 @@ class SeekTable:
     """The time stamp (ms, as OpenCV reports it) of every frame of a file in decoding order, recorded
     by one sequential pass; a seek lands on frame i when the frame it yields carries stamp i."""
 
-    def __init__(self, timestamps):
+    def __init__(self, timestamps, key_frames=None):
         self.timestamps = np.asarray(timestamps, np.float64)
+        # packet indices of the key frames (None: unknown); only used to decide whether to seek
+        self.key_frames = None if key_frames is None else np.asarray(key_frames, np.int64)
         gaps = np.diff(self.timestamps)
         # Stamps that do not increase strictly cannot tell frames apart: no seeking in such a file.
         self.usable = self.timestamps.size > 1 and bool((gaps > 0).all())
@@ -95,12 +100,39 @@ class SeekTable:
     def num_frames(self):
         return int(self.timestamps.size)
 
+    def saves_work(self, position, target):
+        """Whether seeking from `position` to `target` starts decoding after `position` (a key frame
+        lies between them); True when the key frames are unknown."""
+        if self.key_frames is None:
+            return True
+        before = self.key_frames[self.key_frames <= max(0, target - SEEK_BACK)]
+        return before.size > 0 and int(before[-1]) > position
+
     def matches(self, index, stamp):
         return 0 <= index < self.timestamps.size and abs(stamp - self.timestamps[index]) <= self.tolerance
 
 
 _TABLES = collections.OrderedDict()  # file key -> SeekTable (seeking checked) or False (not seekable)
 _TABLES_LOCK = threading.Lock()
+
+
+def _key_frames(path):
+    """Indices of the packets flagged as key frames, read in OpenCV's raw stream mode (demuxing, no
+    decoding); None when the backend has no raw mode."""
+    cv2 = _cv2()
+    flag = getattr(cv2, "CAP_PROP_LRF_HAS_KEY_FRAME", None)
+    cap = cv2.VideoCapture(path)
+    try:
+        if flag is None or not cap.isOpened() or not cap.set(cv2.CAP_PROP_FORMAT, -1):
+            return None
+        keys, index = [], 0
+        while cap.grab():
+            if cap.get(flag):
+                keys.append(index)
+            index += 1
+        return keys
+    finally:
+        cap.release()
 
 
 def _file_key(path):
@@ -236,8 +268,9 @@ class VideoReader:
 
     @property
     def seekable(self):
-        """True when seeking in this file has been checked exact, False when it was found not to be,
-        None when not known yet (no long read of the file in this process)."""
+        """True when seeking in this file has been checked exact, False when the reader does not seek
+        in it (found inexact, or a single key frame), None when not known yet (no long read of the file
+        in this process)."""
         table = _cached_table(self._key)
         return None if table is None else bool(table)
 
@@ -303,7 +336,7 @@ class VideoReader:
         """{index: BGR frame} for the sorted `wanted` indices; seeks only with a checked `table`."""
         cv2 = _cv2()
         cap, position, first = self._take(wanted[0])
-        record = None
+        record, keys = None, None
         if (
             table is None
             and self.seek_gap is not None
@@ -311,7 +344,11 @@ class VideoReader:
             and self._stated > 2 * self.seek_gap
             and _cached_table(self._key) is None
         ):
-            record = [self._first_stamp] if position == 1 else []
+            keys = _key_frames(self.path)
+            if keys is not None and len(keys) < 2:  # one key frame: every seek decodes from the start
+                _store_table(self._key, False)
+            else:
+                record = [self._first_stamp] if position == 1 else []
             # frames kept to check seeking against once the table is recorded
             checks = {self._stated // 2: None, self._stated * 3 // 4: None}
         found = {}
@@ -321,8 +358,7 @@ class VideoReader:
             for target in wanted:
                 if target in found:
                     continue
-                seeked = table is not None and target - position >= self.seek_gap
-                if seeked:
+                if table is not None and target - position >= self.seek_gap and table.saves_work(position, target):
                     if not cap.set(cv2.CAP_PROP_POS_FRAMES, target):
                         raise _SeekMismatch()
                     position = target
@@ -340,7 +376,7 @@ class VideoReader:
                     raise _SeekMismatch()
                 found[target] = self._retrieve(cap, target)
             if record is not None:
-                position = self._record_table(cap, position, record, checks)
+                position = self._record_table(cap, position, record, checks, keys)
         except BaseException:
             cap.release()
             raise
@@ -350,7 +386,7 @@ class VideoReader:
             self._keep(cap, position)
         return found
 
-    def _record_table(self, cap, position, record, checks):
+    def _record_table(self, cap, position, record, checks, keys):
         """Decodes on to the end recording time stamps, checks seeking against the frames kept in
         `checks` and stores the file's table (or False). Returns the decoder's position (None when a
         failed check left it unknown)."""
@@ -360,7 +396,7 @@ class VideoReader:
             if position in checks:
                 checks[position] = self._retrieve(cap, position).copy()
             position += 1
-        table = SeekTable(record)
+        table = SeekTable(record, keys)
         verified = table.usable and all(frame is not None for frame in checks.values())
         for index, frame in checks.items():
             if not verified:
