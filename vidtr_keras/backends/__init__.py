@@ -6,6 +6,10 @@ result that measured it:
 - `torch_cpu`: PyTorch on the CPU: intra-op threads for small models, the fused-attention default;
 - `env`: TensorFlow's oneDNN variable, its start-up log lines, the environment of child processes.
 
+Also here, as each framework's own engine rather than a workaround: `distributed`, the TensorFlow
+(`tf.distribute`) and PyTorch (`torch.distributed`) side of data-parallel training, which
+`vidtr_keras.training.distribute` drives.
+
 Two entry points apply them. `apply_defaults()` is what importing vidtr_keras does (unless
 `VIDTR_KERAS_NO_BACKEND_DEFAULTS=1`): environment variables that must be in place before a backend
 starts, and TensorFlow's start-up log lines held back. `tune_backend()` is what the tools that train or
