@@ -51,7 +51,7 @@ def register(subparsers):
         "--resume",
         action="store_true",
         help="continue the run in --output from its last checkpoint, with that run's settings (only "
-        "--workers, --loader, --distribute, --jit-compile and --threads may change; another value is an error)",
+        "--workers, --loader, --distribute, --mesh, --jit-compile and --threads may change; another value is an error)",
     )
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --output that holds a checkpoint")
     p.add_argument(

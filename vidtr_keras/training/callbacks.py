@@ -20,6 +20,7 @@ from keras import ops
 
 from vidtr_keras.backends import torch_cpu
 from vidtr_keras.models import preset_dir
+from vidtr_keras.training.sharding import outside_distribution
 
 LOG_FILE = "log.csv"
 RNG_FILE = "rng.npz"
@@ -109,8 +110,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
         tmp = os.path.join(self.output, f".tmp-{stem}")
         _remove(tmp)  # left by a run killed while writing it
         clip = {key: getattr(self.config, key) for key in preset_dir.CLIP_KEYS}
-        preset_dir.save_preset(self.model, tmp, self.class_names, clip, metadata={"epoch": epoch + 1})
-        np.savez(os.path.join(tmp, RNG_FILE), **rng_states(self.model))
+        with outside_distribution():  # this process alone writes
+            preset_dir.save_preset(self.model, tmp, self.class_names, clip, metadata={"epoch": epoch + 1})
+            np.savez(os.path.join(tmp, RNG_FILE), **rng_states(self.model))
         _remove(os.path.join(self.output, stem))  # written by a run killed before its pointer moved here
         os.replace(tmp, os.path.join(self.output, stem))
         pointer = {
