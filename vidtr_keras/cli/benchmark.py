@@ -100,7 +100,7 @@ def cmd_benchmark(args):
     if args.data:
         return cmd_data_benchmark(args, console)
     if not args.preset:
-        raise SystemExit("vidtr benchmark: give a PRESET (e.g. vidtr_s), or --data LIST_OR_FOLDER.")
+        raise ValueError("vidtr benchmark needs a PRESET (e.g. vidtr_s), or --data LIST_OR_FOLDER.")
     from vidtr_keras.complexity.benchmark import benchmark
 
     with console.status(f"benchmark {args.preset}") as status:

@@ -36,7 +36,11 @@ def video_paths(source, root=None):
     elif os.path.isfile(source):
         from vidtr_keras.data.annotations import read_annotations
 
-        paths = [record.resolve(root) for record in read_annotations(source).records]
+        annotations = read_annotations(source)
+        paths = [record.resolve(root) for record in annotations.records]
+        if not paths and annotations.problems:
+            problem = annotations.problems[0]
+            raise ValueError(f"No video read from the list {source!r}: line {problem.line}: {problem.message}.")
     else:
         raise FileNotFoundError(f"No video folder, list or file at {source!r}.")
     if not paths:

@@ -1,0 +1,28 @@
+"""`vidtr benchmark --data`: the data path's table from a folder of videos (no model, no backend work)."""
+
+from vidtr_keras.cli import main
+from vidtr_keras.data import synthetic
+
+
+def test_benchmark_data_prints_clips_per_second_per_thread_count(tmp_path, capsys):
+    for k in range(2):
+        synthetic.write_synthetic_video(tmp_path / f"v{k}.avi", 40, 32, 40, seed=k)
+    code = main(
+        ["benchmark", "--data", str(tmp_path), "--items", "2", "--videos", "1", "--workers", "1,2"]
+        + ["--frames", "4", "--rate", "2", "--image-size", "16"]
+    )
+    assert code in (0, None)
+    out = capsys.readouterr().out
+    assert "2 video(s)" in out and "clips 4x2, 16 px" in out and "load average" in out
+    assert out.count("training") == 2 and out.count("test views") == 2
+
+
+def test_benchmark_needs_a_preset_or_data(capsys):
+    assert main(["benchmark"]) == 2
+    assert "needs a PRESET" in capsys.readouterr().out
+
+
+def test_benchmark_data_refuses_bad_thread_counts(tmp_path, capsys):
+    synthetic.write_synthetic_video(tmp_path / "v.avi", 20, 32, 40)
+    assert main(["benchmark", "--data", str(tmp_path), "--workers", "0"]) == 2
+    assert "--workers takes thread counts >= 1" in capsys.readouterr().out
