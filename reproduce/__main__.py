@@ -78,7 +78,7 @@ DURATIONS = {
     "learning": (2250, 300),
     "benchmark": (2640, 600),
     "walkthrough": (2700, 2700),
-    "data": (180, 90),
+    "data": (140, 60),  # both measured on 2026-12-02 at a load average of about 10
 }
 
 
