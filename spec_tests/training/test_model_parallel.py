@@ -211,6 +211,15 @@ def test_incomplete_multi_host_variables_are_named():
         sharding.initialize_multi_host(bad)
 
 
+def test_model_parallel_over_several_processes_is_refused_with_the_reason(monkeypatch):
+    if BACKEND != "jax":
+        pytest.skip(JAX_ONLY)
+    monkeypatch.setattr(sharding, "_joined", [(0, 2)])  # as after joining a cluster of two processes
+    assert sharding.process() == (0, 2)
+    with pytest.raises(ValueError, match="model-parallel runs in one process .* across hosts, train data-parallel"):
+        sharding.model_parallel("1x2", devices=["cpu:0", "cpu:1"])
+
+
 # --------------------------------------------------------------------------------------------------
 # vidtr info --mesh: the memory of one device
 

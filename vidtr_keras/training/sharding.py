@@ -120,9 +120,10 @@ def model_parallel(mesh, batch_size=None, devices=None):
     _check_jax("`distribute` model-parallel")
     if process()[1] > 1:
         raise ValueError(
-            "`distribute` model-parallel runs in one process (one host and its devices): Keras 3.15 writes a "
-            "checkpoint with np.array of every weight, which JAX refuses for a weight with shards in other "
-            "processes; across hosts, train data-parallel."
+            "`distribute` model-parallel runs in one process (one host and its devices): one process writes the "
+            "checkpoint with np.array of every weight, which JAX gives only for a weight whose shards that process "
+            "holds, and the layouts where it would (the model axis inside each host) are not tested here; across "
+            "hosts, train data-parallel."
         )
     devices = list(devices) if devices is not None else keras.distribution.list_devices()
     if mesh is None:
