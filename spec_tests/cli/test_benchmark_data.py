@@ -14,7 +14,9 @@ def test_benchmark_data_prints_clips_per_second_per_thread_count(tmp_path, capsy
     assert code in (0, None)
     out = capsys.readouterr().out
     assert "2 video(s)" in out and "clips 4x2, 16 px" in out and "load average" in out
-    assert out.count("training") == 2 and out.count("test views") == 2
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert rows.count("training") == 2 and rows.count("test views") == 2  # one row per thread count
+    assert "the first read of every file took" in " ".join(out.split())  # wrapped to the console width
 
 
 def test_benchmark_needs_a_preset_or_data(capsys):

@@ -47,6 +47,8 @@ def test_training_clips_and_test_views_are_counted_and_timed(folder, workers):
     assert (train["clips"], train["items"], train["workers"]) == (3, 3, workers) and seen[-1] == (3, 3)
     assert train["clips_per_s"] > 0 and train["decode_s"] > 0 and train["transform_s"] > 0
     assert len(train["loadavg"]) == 3
+    assert train["first_reads_s"] > 0  # each file read once before the timed clips
+    assert throughput.data_throughput(paths, "train", items=1, crop_size=16, warm=False)["first_reads_s"] == 0.0
     views = throughput.data_throughput(paths, "views", workers=workers, clip_len=4, rate=2, crop_size=16, num_clips=5)
     assert views["items"] == 2 and views["clips"] == 2 * 5 * 3
     assert np.isclose(views["clips_per_s"], 15 * views["videos_per_s"])

@@ -68,6 +68,10 @@ def cmd_data_benchmark(args, console):
             f"{r['decode_s'] / cpu:.0%}" if cpu else "-",
         )
     console.print(table)
+    console.print(
+        f"Reads after each file's first (a training run's later epochs); the first read of every file took "
+        f"{results[0]['first_reads_s']:.2f} s in all (a long file is decoded to the end once to check seeking in it)."
+    )
     console.print("load average: " + " / ".join(f"{v:.1f}" for v in results[-1]["loadavg"]))
     if args.preset:
         from vidtr_keras.complexity.benchmark import benchmark

@@ -79,6 +79,7 @@ def data_throughput(
     num_clips=10,
     num_crops=3,
     seed=0,
+    warm=True,
     on_progress=None,
 ):
     """Loads `items` training clips (mode "train") or the views of `items` videos (mode "views"),
@@ -93,11 +94,15 @@ def data_throughput(
         clip_len, rate, crop_size: the clip geometry (8 x 8 at 224 px: VidTr-S).
         num_clips, num_crops: test views per video.
         seed: item i's window comes from a generator seeded by (seed, i).
+        warm: read each file once before timing, so the figures are those of a training run's later
+            epochs: the first read of a long file decodes it to the end to check seeking in it
+            (`vidtr_keras.data.video`); that pass is timed apart (`first_reads_s`).
         on_progress: optional callback(done, total).
 
     Returns:
         dict: `clips_per_s` (wall), `videos_per_s`, `decode_s` and `transform_s` (per clip, summed over
-        threads: the CPU side of each), `wall_s`, `clips`, `items`, `workers`, `mode`, `loadavg`.
+        threads: the CPU side of each), `wall_s`, `clips`, `items`, `workers`, `mode`, `loadavg`,
+        `first_reads_s` (the warming pass over the files, 0.0 without `warm`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -118,6 +123,12 @@ def data_throughput(
             return _train_item(path, clip_len, rate, crop_size, seed, i)
         return _views_item(path, clip_len, rate, crop_size, num_clips, num_crops)
 
+    first_reads = 0.0
+    if warm:
+        start = time.perf_counter()
+        for path in paths[:items]:
+            VideoReader(path).read([0])
+        first_reads = time.perf_counter() - start
     results = []
     start = time.perf_counter()
     if int(workers) == 1:
@@ -144,6 +155,7 @@ def data_throughput(
         "decode_s": sum(r[0] for r in results) / clips,
         "transform_s": sum(r[1] for r in results) / clips,
         "loadavg": os.getloadavg(),
+        "first_reads_s": first_reads,
     }
 
 
