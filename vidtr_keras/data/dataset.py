@@ -49,7 +49,8 @@ class ClipViews:
             with `normalized=False`); view k is window k // num_crops, crop k % num_crops (start,
             centre, end of the long side).
         indices: (num_clips, clip_len) frame indices of the windows.
-        num_frames: frames in the video (exact: the whole stream up to the last window was decoded).
+        num_frames: frames in the video (the container's count, corrected to the frames that exist
+            when the stream ends before a window's frame).
         short: the video has fewer frames than one window (its clips repeat frames).
     """
 
