@@ -61,8 +61,8 @@ SCRIPTS = {**PAPER_TABLES, **NAMED_RUNS}
 #   in its last step. Their --quick figures scale the full ones by the work quick mode skips (table2:
 #   2 calls per model instead of 6; table4b has no quick mode; scaling: 3 XLA compiles instead of 15).
 # - learning and benchmark (full): the stored runs' own durations (results/learning.md, the benchmark's
-#   full run); walkthrough: the training seconds in results/walkthrough.md summed over the backends
-#   with start-up added; crosscheck and the --quick figures of the named runs: estimates, not measured.
+#   full run); walkthrough: its whole run of 2026-12-02 (26 min at a load average of about 10);
+#   crosscheck and the --quick figures of the named runs: estimates, not measured.
 # A run prints its own timings at the end.
 DURATIONS = {
     "table1": (5, 5),
@@ -77,7 +77,7 @@ DURATIONS = {
     "crosscheck": (600, 600),
     "learning": (2250, 300),
     "benchmark": (2640, 600),
-    "walkthrough": (2700, 2700),
+    "walkthrough": (1560, 1560),
     "data": (140, 60),  # both measured on 2026-12-02 at a load average of about 10
 }
 
