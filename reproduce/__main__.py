@@ -13,8 +13,9 @@ Named runs outside `all`, each a study of its own: `crosscheck` (our analytic FL
 backend's own counter: a check of the accounting, not a paper table), `learning` (does it learn? every
 variant x task x seed on the procedural benchmark), `benchmark` (speed against each backend's matmul
 peak, training memory, remat, bfloat16), `walkthrough` (the README walk-through's commands on every
-backend, its measured curve) and `data` (the data path in clips/s, no backend). Development investigations that are not about the paper
-(before/after a commit, fused attention, an inference profile) are `python -m benchmarks NAME`.
+backend, its measured curve) and `data` (the data path in clips/s, no backend). Development
+investigations that are not about the paper (before/after a commit, fused attention, an inference profile)
+are `python -m benchmarks NAME`.
 
 Measurements on each backend run in fresh child processes (KERAS_BACKEND set per process), one at a
 time. Before it starts, the run says how long it will take: an estimate from the durations measured on
