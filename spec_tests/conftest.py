@@ -46,3 +46,14 @@ def pytest_xdist_auto_num_workers(config):
 def _seed():
     keras.utils.set_random_seed(1234)
     yield
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo dataset of `vidtr make-demo-data`: 4 classes x 3 videos (2 train + 1 val each), 20-32 frames
+    of 32x40 px, lossless .avi. A module may define its own `demo`."""
+    from helpers import vidtr
+
+    root = tmp_path_factory.mktemp("demo")
+    assert vidtr("make-demo-data", root, "--videos-per-class", 3, "--val-per-class", 1, "--frames", 20, 32) == 0
+    return root

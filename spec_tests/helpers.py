@@ -45,3 +45,10 @@ def run_compiled(fn, *args):
     import jax
 
     return jax.jit(fn)(*args)
+
+
+def vidtr(*argv):
+    """Runs `vidtr ARGV` through `vidtr_keras.cli.main` (errors -> exit code 2 and a message)."""
+    from vidtr_keras import cli
+
+    return cli.main([str(a) for a in argv])

@@ -11,27 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vidtr_keras import build_model, cli, data
+from vidtr_keras import build_model, data
 from vidtr_keras.apps import evaluation
 from vidtr_keras.data.sampling import ClipGeometry
 
-from helpers import GLUONMM, to_numpy
-
-
-def vidtr(*argv):
-    """Runs `vidtr ARGV` through `vidtr_keras.cli.main` (errors -> exit code 2 and a message)."""
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px, lossless .avi."""
-    root = tmp_path_factory.mktemp("demo")
-    code = cli.main(
-        ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
-    )
-    assert code == 0
-    return root
+from helpers import GLUONMM, to_numpy, vidtr
 
 
 def softmax(x):

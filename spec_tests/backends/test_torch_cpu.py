@@ -21,17 +21,6 @@ from helpers import BACKEND
 JIT = "off" if BACKEND == "jax" else "auto"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px."""
-    root = tmp_path_factory.mktemp("demo")
-    code = cli.main(
-        ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
-    )
-    assert code == 0
-    return root
-
-
 def config_for(demo, output, **kwargs):
     return training.TrainConfig(
         output=str(output),

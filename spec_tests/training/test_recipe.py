@@ -15,29 +15,17 @@ import keras
 import numpy as np
 import pytest
 
-from vidtr_keras import build_model, cli, training
+from vidtr_keras import build_model, training
 from vidtr_keras.models.backbone import VidTrBackbone
 from vidtr_keras.models.loading import load_model
 from vidtr_keras.training import recipe
 from vidtr_keras.training.mixing import SoftTargetBatches, cutmix_box, one_hot
 from vidtr_keras.training.optimizers import layer_decay_scale, layer_id
 
-from helpers import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy, vidtr
 
 JIT = "off" if BACKEND == "jax" else "auto"  # one JAX compilation per test model (as training/test_trainer.py)
 HAS_DROP_PATH = "drop_path_rate" in VidTrBackbone.__init__.__code__.co_varnames
-
-
-def vidtr(*argv):
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px."""
-    root = tmp_path_factory.mktemp("demo")
-    assert vidtr("make-demo-data", root, "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32") == 0
-    return root
 
 
 def train_args(demo, output, *extra):

@@ -17,26 +17,10 @@ import pytest
 from vidtr_keras import build_model, cli, training
 from vidtr_keras.models.loading import load_model
 
-from helpers import BACKEND, to_numpy
+from helpers import BACKEND, to_numpy, vidtr
 
 # One JAX compilation per test model instead of one per run: eager JAX caches its primitives.
 JIT = "off" if BACKEND == "jax" else "auto"
-
-
-def vidtr(*argv):
-    """Runs `vidtr ARGV` through `vidtr_keras.cli.main` (errors -> exit code 2 and a message)."""
-    return cli.main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """4 classes x 3 videos (2 train + 1 val each), 20-32 frames of 32x40 px, lossless .avi."""
-    root = tmp_path_factory.mktemp("demo")
-    code = cli.main(
-        ["make-demo-data", str(root), "--videos-per-class", "3", "--val-per-class", "1", "--frames", "20", "32"]
-    )
-    assert code == 0
-    return root
 
 
 def weights_of(spec):
@@ -266,7 +250,7 @@ def test_train_flags_map_onto_train_config(demo, tmp_path):
 
     def fake_train(config, **kwargs):
         seen["config"] = config
-        return {"history": [], "epochs": 0, "output": config.output}
+        return {"history": [], "epochs": 0, "output": config.output, "writer": True}
 
     args = train_args(demo, tmp_path / "flags", "--no-flip", "--remat", "--mixed-precision")
     with mock.patch("vidtr_keras.cli.train.train", fake_train):
