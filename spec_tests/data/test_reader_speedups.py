@@ -118,7 +118,7 @@ def test_reads_equal_the_sequential_decode_whatever_path_they_take(files, name, 
 def test_the_real_h264_file_read_by_windows_and_views(files):
     path, frames = files[REAL]
     reader = video.VideoReader(path, seek_gap=GAP)
-    for indices in ([120, 124, 128, 131], [3, 0, 7], [60, 68, 76, 84], [131, 5, 131]):
+    for indices in ([120, 124, 128, 131], [68, 60, 84, 68]):
         check(reader.read(indices), frames, indices)
         # its only key frame is frame 0 (a seek would decode from there): no table, no seeking
         assert reader.seekable is False
