@@ -20,12 +20,13 @@ import keras
 import numpy as np
 import pytest
 
-from vidtr_keras import cli
+from vidtr_keras import cli, training
 from vidtr_keras.complexity.memory import count_parameters, memory, sharded_parameters
 from vidtr_keras.complexity.spec import model_spec
+from vidtr_keras.models.loading import load_model
 from vidtr_keras.training import sharding
 
-from helpers import BACKEND
+from helpers import BACKEND, to_numpy
 
 JAX_ONLY = "keras.distribution (ModelParallel, multi-host initialize) runs on the JAX backend only"
 
@@ -262,29 +263,36 @@ def test_two_processes_train_as_one_jax_cluster_like_one_device(tmp_path):
         pytest.skip(JAX_ONLY)
     demo = tmp_path / "demo"
     assert vidtr("make-demo-data", demo, "--classes", "2", "--videos-per-class", "2", "--val-per-class", "0") == 0
-    train = [sys.executable, "-m", "vidtr_keras.cli", "train", "--model", "vidtr_tiny", "--train", demo / "train.txt"]
-    train += ["--root", demo, "--labels", demo / "classes.txt", "--rate", "2", "--batch-size", "4", "--epochs", "1"]
-    train += ["--verbose", "0"]
+    settings = dict(model="vidtr_tiny", train=f"{demo}/train.txt", root=str(demo), labels=f"{demo}/classes.txt", rate=2)
+    settings.update(batch_size=4, epochs=1)
+    argv = [sys.executable, "-m", "vidtr_keras.cli", "train", "--verbose", "0", "--distribute", "data-parallel"]
+    argv += ["--output", tmp_path / "cluster"]
+    for key, value in settings.items():  # the same settings as flags
+        argv += ["--" + key.replace("_", "-"), value]
     cluster = dict(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"localhost:{free_port()}", KERAS_DISTRIBUTION_NUM_PROCESSES="2")
-    runs = [  # the two processes of the cluster, each with one CPU device, and the one-device reference
-        (
-            train + ["--distribute", "data-parallel", "--output", tmp_path / "cluster"],
-            dict(cluster, **{"KERAS_DISTRIBUTION_PROCESS_ID": str(rank)}),
+    procs = [  # the two processes of the cluster, each with one CPU device
+        subprocess.Popen(
+            [str(a) for a in argv],
+            env=child_env(**cluster, KERAS_DISTRIBUTION_PROCESS_ID=str(rank)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for rank in (0, 1)
-    ] + [(train + ["--output", tmp_path / "one"], {})]
-    procs = [
-        subprocess.Popen(
-            [str(a) for a in argv], env=child_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for argv, extra in runs
     ]
-    outputs = [p.communicate(timeout=400) for p in procs]
+    try:
+        one = training.train(training.TrainConfig(output=str(tmp_path / "one"), **settings), verbose=0)  # meanwhile
+        outputs = [p.communicate(timeout=400) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()  # no-op once finished
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out[-2000:] + err[-2000:]
     assert "data-parallel over 2 devices" in outputs[0][0].replace("\n", " ")
     assert "training" not in outputs[1][0]  # process 1 trains in step and writes nothing
-    logs = [(tmp_path / run / "log.csv").read_text().splitlines() for run in ("cluster", "one")]
-    assert len(logs[0]) == 2  # a header and one epoch, written once
-    loss = [float(dict(zip(log[0].split(","), log[1].split(",")))["loss"]) for log in logs]
-    np.testing.assert_allclose(loss[0], loss[1], rtol=1e-5)
+    log = (tmp_path / "cluster" / "log.csv").read_text().splitlines()
+    assert len(log) == 2  # a header and one epoch, written once
+    loss = float(dict(zip(log[0].split(","), log[1].split(",")))["loss"])
+    np.testing.assert_allclose(loss, one["history"][0]["loss"], rtol=1e-5)
+    for got, want in zip(load_model(tmp_path / "cluster").model.weights, one["model"].weights):
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), atol=1e-5)
