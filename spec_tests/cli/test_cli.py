@@ -224,6 +224,8 @@ def value_for(field):
         return [flag, choice], choice
     if field.name == "threads":
         return [flag, "3"], 3
+    if field.name == "mesh":
+        return [flag, "2X4"], "2x4"
     if typing.get_origin(kind) is list:
         return [flag, "3", "7"], [3, 7]
     if kind is int:
@@ -256,7 +258,9 @@ def test_train_flags_are_those_of_the_released_command_line():
         "--optimizer --schedule --warmup-epochs --min-lr --label-smoothing --mixup --cutmix --layer-decay "
         "--drop-path --dropout --freeze-backbone "
         # data-loading worker processes (issue 23)
-        "--loader"
+        "--loader "
+        # model parallelism (issue 22)
+        "--mesh"
     ).split()
     assert flags - {"-h", "--help"} == set(expected)
     helps = {max(a.option_strings, key=len): a.help for a in train_parser()._actions if a.option_strings}
