@@ -76,7 +76,7 @@ DURATIONS = {
     "table4f": (1, 1),
     "scaling": (1500, 500),
     "crosscheck": (600, 600),
-    "learning": (2250, 300),
+    "learning": (4600, 300),
     "benchmark": (2640, 600),
     "walkthrough": (1560, 1560),
     "data": (140, 60),  # both measured on 2026-12-02 at a load average of about 10
