@@ -109,7 +109,8 @@ def launch_cli(argv, tmp_path):
 
 
 def _run(program):
-    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    # Unbuffered: the specs read what a process printed before it was killed with SIGKILL.
+    env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONUNBUFFERED="1")
     if BACKEND == "jax":
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if BACKEND == "torch" else []
