@@ -4,6 +4,7 @@ result that measured it:
 - `xla_cpu`: JAX on the CPU: the XLA flag that keeps remat, the residual-gradient fence, the device probe;
 - `jax_rng`: JAX on the CPU: dropout's random bits as straight-line code;
 - `torch_cpu`: PyTorch on the CPU: intra-op threads for small models, the fused-attention default;
+- `torch_ops`: PyTorch: the linear projection as one fused call (`addmm`), as torch's own layers make it;
 - `env`: TensorFlow's oneDNN variable, its start-up log lines, the environment of child processes.
 
 Also here, as each framework's own engine rather than a workaround: `distributed`, the TensorFlow

@@ -14,7 +14,7 @@ from keras import ops
 from vidtr_keras.backends.torch_cpu import fused_attention_by_default
 from vidtr_keras.config import is_fused_attention_enabled
 from vidtr_keras.layers.temporal_pooling import TopKStdPooling
-from vidtr_keras.layers.utils import check_heads, check_rank
+from vidtr_keras.layers.utils import check_heads, check_rank, linear
 
 SEPARABLE_ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 
@@ -59,17 +59,17 @@ class _ProjectedAttention(keras.layers.Layer):
         d = self.hidden_dim
         kernel, bias = self.in_proj_kernel, self.in_proj_bias
         if value_inputs is None:
-            qkv = ops.matmul(inputs, kernel) + bias
+            qkv = linear(inputs, kernel, bias)
             q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
         else:
-            qk = ops.matmul(inputs, kernel[:, : 2 * d]) + bias[: 2 * d]
+            qk = linear(inputs, kernel[:, : 2 * d], bias[: 2 * d])
             q, k = qk[..., :d], qk[..., d:]
-            v = ops.matmul(value_inputs, kernel[:, 2 * d :]) + bias[2 * d :]
+            v = linear(value_inputs, kernel[:, 2 * d :], bias[2 * d :])
         scale = 1.0 / math.sqrt(d // self.num_heads)
         return self._split_heads(q * scale), self._split_heads(k), self._split_heads(v)
 
     def _output(self, heads):
-        return ops.matmul(self._merge_heads(heads), self.out_proj_kernel) + self.out_proj_bias
+        return linear(self._merge_heads(heads), self.out_proj_kernel, self.out_proj_bias)
 
     def get_config(self):
         config = super().get_config()

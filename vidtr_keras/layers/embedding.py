@@ -7,7 +7,7 @@ tokens); the single-class-token layout is that of the vanilla and compact (C-Vid
 import keras
 from keras import ops
 
-from vidtr_keras.layers.utils import check_rank, resize_axes, static_dim, to_pair, to_triple
+from vidtr_keras.layers.utils import check_rank, linear, resize_axes, static_dim, to_pair, to_triple
 
 LAYOUTS = ("grid", "single")
 
@@ -92,7 +92,7 @@ class TubeletEmbedding(keras.layers.Layer):
         x = ops.transpose(x, (0, 2, 4, 1, 3, 5))
         x = ops.reshape(x, (-1, t * h * w * channels))
         kernel = ops.reshape(self.projection.kernel, (t * h * w * channels, self.hidden_dim))
-        x = ops.matmul(x, kernel) + self.projection.bias
+        x = linear(x, kernel, self.projection.bias)
         return ops.reshape(x, (-1, grid[0], grid[1], grid[2], self.hidden_dim))
 
     def compute_output_shape(self, input_shape):

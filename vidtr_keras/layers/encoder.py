@@ -11,7 +11,7 @@ from vidtr_keras.config import is_gradient_fence_enabled
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.drop_path import DropPath, scale_samples
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
-from vidtr_keras.layers.utils import check_rank
+from vidtr_keras.layers.utils import Linear, check_rank
 
 ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
 POOLING_TYPES = ("std_topk", "average", "conv")
@@ -157,7 +157,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
             self.token_pooling = TemporalConvPooling(
                 n // (n - self.frames_dropped), keep_first=self.keep_first, dtype=policy, name="pooling"
             )
-        self.mlp_dense1 = keras.layers.Dense(self.mlp_dim, activation=mlp_activation, dtype=policy, name="mlp_dense1")
+        self.mlp_dense1 = Linear(self.mlp_dim, activation=mlp_activation, dtype=policy, name="mlp_dense1")
         self.attn_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.mlp_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.out_dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
@@ -179,7 +179,7 @@ class VidTrEncoderBlock(keras.layers.Layer):
         if dim is None:
             raise ValueError(f"{self.name}: the token width must be known, got {tokens_shape}.")
         # The MLP's output width is the token width, known only here.
-        self.mlp_dense2 = keras.layers.Dense(dim, dtype=self.dtype_policy, name="mlp_dense2")
+        self.mlp_dense2 = Linear(dim, dtype=self.dtype_policy, name="mlp_dense2")
         self.norm1.build(tokens_shape)
         self.norm2.build(tokens_shape)
         self.attn.build(tokens_shape)

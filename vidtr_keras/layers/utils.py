@@ -1,8 +1,34 @@
-"""Small helpers shared by the layers, models and complexity model: size arguments, shape checks and
-linear resizing of parameter grids."""
+"""Small helpers shared by the layers, models and complexity model: size arguments, shape checks,
+linear resizing of parameter grids, and the linear projection every layer uses."""
 
+import keras
 import numpy as np
 from keras import ops
+
+from vidtr_keras.backends import torch_ops
+
+
+def linear(x, kernel, bias):
+    """`x @ kernel + bias` over the last axis of `x`: one fused call on PyTorch
+    (`vidtr_keras.backends.torch_ops`), the plain expression elsewhere (XLA and TensorFlow fuse the add)."""
+    if keras.backend.backend() == "torch":
+        return torch_ops.linear(x, kernel, bias)
+    return ops.matmul(x, kernel) + bias
+
+
+@keras.saving.register_keras_serializable(package="vidtr_keras")
+class Linear(keras.layers.Dense):
+    """`keras.layers.Dense` whose biased float path is `linear` (one fused call on PyTorch).
+
+    The same weights (`kernel`, `bias`), configuration and checkpoint paths as Dense; quantized calls and
+    Dense without a bias keep Dense's own path.
+    """
+
+    def call(self, inputs, training=None):
+        if self.bias is None:
+            return super().call(inputs, training=training)
+        x = linear(inputs, self.kernel, self.bias)
+        return x if self.activation is None else self.activation(x)
 
 
 def _sizes(value, n, name, layout):
