@@ -59,11 +59,11 @@ class _ProjectedAttention(keras.layers.Layer):
         d = self.hidden_dim
         kernel, bias = self.in_proj_kernel, self.in_proj_bias
         if value_inputs is None:
-            qkv = linear(inputs, kernel, bias)
-            q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+            # One split rather than three slices: on PyTorch the backward of a split is one concatenation,
+            # that of each slice a zero-filled full-width gradient.
+            q, k, v = ops.split(linear(inputs, kernel, bias), 3, axis=-1)
         else:
-            qk = linear(inputs, kernel[:, : 2 * d], bias[: 2 * d])
-            q, k = qk[..., :d], qk[..., d:]
+            q, k = ops.split(linear(inputs, kernel[:, : 2 * d], bias[: 2 * d]), 2, axis=-1)
             v = linear(value_inputs, kernel[:, 2 * d :], bias[2 * d :])
         scale = 1.0 / math.sqrt(d // self.num_heads)
         return self._split_heads(q * scale), self._split_heads(k), self._split_heads(v)
