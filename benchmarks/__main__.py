@@ -21,6 +21,7 @@ BENCHMARKS = {
     "before": "training step of an older commit and of the current code, interleaved (needs a git clone)",
     "fused_attention": "PyTorch inference with fused against plain joint attention, per model",
     "inference_profile": "where VidTr-S inference time goes per backend: model-shaped matmuls vs the rest",
+    "jax_profile": "where the JAX training step's time goes on the CPU, per category of XLA thunk",
     "official": "PyTorch against the official code (a gluonmm checkout, --gluonmm) on the same torch",
 }
 

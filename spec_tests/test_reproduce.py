@@ -20,7 +20,13 @@ def test_reproduce_all_is_exactly_the_paper_tables():
 
 def test_development_benchmarks_are_not_reproduce_scripts():
     benchmarks_main = pytest.importorskip("benchmarks.__main__")
-    assert set(benchmarks_main.BENCHMARKS) == {"before", "fused_attention", "inference_profile", "official"}
+    assert set(benchmarks_main.BENCHMARKS) == {
+        "before",
+        "fused_attention",
+        "inference_profile",
+        "jax_profile",
+        "official",
+    }
     assert not set(benchmarks_main.BENCHMARKS) & set(reproduce_main.SCRIPTS)
 
 
