@@ -98,21 +98,25 @@ def launch(script, tmp_path, name):
     """Runs `script` on two devices of the backend under test (module docstring)."""
     path = tmp_path / f"{name}.py"
     path.write_text(PRELUDE[BACKEND] + textwrap.dedent(script))
-    return _run([str(path)])
+    return _run([str(path)], tmp_path)
 
 
 def launch_cli(argv, tmp_path):
     """`vidtr ARGV` on two devices, launched as docs/distributed.md says (TensorFlow: after the prelude)."""
     if BACKEND == "tensorflow":
         return launch(f"import sys\nfrom vidtr_keras import cli\nsys.exit(cli.main({argv!r}))\n", tmp_path, "cli")
-    return _run(["-m", "vidtr_keras.cli", *argv])
+    return _run(["-m", "vidtr_keras.cli", *argv], tmp_path)
 
 
-def _run(program):
+def _run(program, tmp_path):
     # Unbuffered: the specs read what a process printed before it was killed with SIGKILL.
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONUNBUFFERED="1")
     if BACKEND == "jax":
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+        # A resumed process runs the programs the killed one compiled: JAX's persistent compilation cache
+        # (one folder per test, every program however quick to compile) lets it load them instead.
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "jax_cache")
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"] if BACKEND == "torch" else []
     command = [sys.executable, *launcher, *program]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
