@@ -510,10 +510,22 @@ def _comparison(results, flagged):
     columns = ["preset", "what", "s per step", f"s with {flags}", "ratio"]
     table = common.markdown_table(columns, [row for b, o in pairs for row in comparison_rows(b, o)])
     loads = ", ".join(f"{b['preset']} {b['loadavg']:.1f} / {o['loadavg']:.1f}" for b, o in pairs)
+    lines = []
+    for b, o in pairs:
+        rows = comparison_rows(b, o)
+        changed = sorted(rows[3:], key=lambda r: -abs(r[3] - r[2]))[:3]
+        runs = [", ".join(f"{t:.1f}" for t in r["keras_runs_s"]) for r in (b, o)]
+        lines.append(
+            f"- **{b['preset']}**: `train_on_batch` {rows[0][2]:.2f} -> {rows[0][3]:.2f} s (x{rows[0][4]:.2f}; runs "
+            f"{runs[0]} -> {runs[1]} s); largest changes: "
+            + "; ".join(f"{r[1]} {r[2]:.2f} -> {r[3]:.2f} s" for r in changed)
+            + "."
+        )
     return [
         f"## With `XLA_FLAGS={flags}` added",
         "Each model profiled a second time right after the first, in its own process, with these flags "
         f"appended to `XLA_FLAGS` (`--xla-flags`); load averages (1 min) of the two processes: {loads}.",
+        "\n".join(lines),
         table,
     ]
 
@@ -546,7 +558,9 @@ def report(results, quick, flagged=()):
         "compiled, timed and traced with `jax.profiler.trace`. A thunk is one top-level instruction of the "
         "compiled module (a fusion, a dot, a copy); its time is its event in the trace, and the share of "
         "the step is of the thunks' summed time (XLA may run independent thunks at once, so the sum can "
-        "differ from the wall time). GFLOP counts the dots of each thunk from their HLO shapes (2 per "
+        "differ from the wall time; a thunk's time includes any wait for a core, so on a loaded machine single "
+        "thunks and seconds are noisy: compare shares within one run). GFLOP counts the dots of each thunk "
+        "from their HLO shapes (2 per "
         "multiply-add; elementwise work is not counted); the % of matmul peak is against the float32 "
         "2048^3 `jax.jit` matmul measured before and after in the same process (the best of the two). "
         "Categories come from each instruction's fused operations and JAX source path (`op_name`: the "
