@@ -524,7 +524,9 @@ def _comparison(results, flagged):
     return [
         f"## With `XLA_FLAGS={flags}` added",
         "Each model profiled a second time right after the first, in its own process, with these flags "
-        f"appended to `XLA_FLAGS` (`--xla-flags`); load averages (1 min) of the two processes: {loads}.",
+        f"appended to `XLA_FLAGS` (`--xla-flags`); load averages (1 min) of the two processes: {loads}. "
+        "One pair per model: on a shared machine a ratio is a hint until the pair is repeated; a category "
+        "that shrinks in both (thunks that XLA no longer emits) is the firmer evidence.",
         "\n".join(lines),
         table,
     ]
