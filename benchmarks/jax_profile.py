@@ -31,6 +31,7 @@ import sys
 from reproduce import common
 
 PRESETS = ("vanilla_s", "vidtr_s", "cvidtr_s")
+QUICK_PRESETS = ("vidtr_s",)  # --quick's default: one compile-bound process of about a minute
 CLIP = (8, 224)  # frames, image size: the presets' own clip
 QUICK_CLIP = (8, 64)  # 8 frames keep C-VidTr's pooling schedule (8 -> 6 -> 4 -> 2)
 TIMEOUT_S = 900  # one model's process
@@ -608,8 +609,12 @@ def main(argv=None):
         prog="python -m benchmarks jax_profile",
         description="Where the JAX training step's time goes on the CPU (results/jax_profile.md).",
     )
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CLIP[0]}x{QUICK_CLIP[1]}px clips, one timed step")
-    parser.add_argument("--presets", nargs="+", default=list(PRESETS), help="the models (default: %(default)s)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_CLIP[0]}x{QUICK_CLIP[1]}px clips, one timed step, {' '.join(QUICK_PRESETS)} unless --presets",
+    )
+    parser.add_argument("--presets", nargs="+", help=f"the models (default: {' '.join(PRESETS)})")
     parser.add_argument(
         "--xla-flags",
         default="",
@@ -624,7 +629,8 @@ def main(argv=None):
         print(report(saved["results"], saved["quick"], saved.get("flagged", [])))
         return 0
     with common.session(quick=args.quick) as ctx:
-        ctx.console.print(f"wrote {run(ctx, tuple(args.presets), args.xla_flags)}")
+        presets = tuple(args.presets or (QUICK_PRESETS if args.quick else PRESETS))
+        ctx.console.print(f"wrote {run(ctx, presets, args.xla_flags)}")
     return 0
 
 
