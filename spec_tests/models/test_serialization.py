@@ -20,7 +20,7 @@ from vidtr_keras.layers import (
     VidTrEncoderBlock,
 )
 
-from helpers import to_numpy
+from helpers import run_compiled, to_numpy
 
 RNG = np.random.default_rng(0)
 GRID = RNG.normal(size=(2, 4, 3, 8)).astype("float32")
@@ -80,18 +80,18 @@ def test_layer_config_round_trip_and_symbolic_call(cls, kwargs, inputs):
 def test_keras_file_round_trip(preset, tmp_path):
     model = build_model(preset)
     clip = np.random.default_rng(1).normal(size=(1, model.backbone.num_frames, 32, 32, 3)).astype("float32")
-    want = to_numpy(model(clip, training=False))
+    want = to_numpy(run_compiled(lambda c: model(c, training=False), clip))
     path = tmp_path / f"{preset}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert type(loaded).__name__ == "VidTrClassifier"
     assert loaded.backbone.get_config() == model.backbone.get_config()
-    np.testing.assert_allclose(to_numpy(loaded(clip, training=False)), want, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(run_compiled(lambda c: loaded(c, training=False), clip)), want, atol=1e-6)
     weights = tmp_path / f"{preset}.weights.h5"
     model.save_weights(weights)
     fresh = build_model(preset)
     fresh.load_weights(weights)
-    np.testing.assert_allclose(to_numpy(fresh(clip, training=False)), want, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(run_compiled(lambda c: fresh(c, training=False), clip)), want, atol=1e-6)
 
 
 def test_backbone_config_round_trip_keeps_ablation_settings():
