@@ -49,17 +49,17 @@ def test_mixed_bfloat16_is_close_to_float32():
     keras.utils.set_random_seed(3)
     reference = build_model("vidtr_tiny")
     x = np.random.default_rng(1).standard_normal((2, 4, 32, 32, 3)).astype("float32")
-    expected = to_numpy(reference(x, training=False))
+    expected = to_numpy(run_compiled(lambda x: reference(x, training=False), x))  # one compiled call on JAX
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         mixed = build_model("vidtr_tiny")
-        mixed(x)
+        run_compiled(mixed, x)
     finally:
         keras.config.set_dtype_policy(previous)
     mixed.set_weights(reference.get_weights())
     assert all(v.dtype == "float32" for v in mixed.trainable_variables)  # variables stay float32
-    got = to_numpy(mixed(x, training=False)).astype("float32")
+    got = to_numpy(run_compiled(lambda x: mixed(x, training=False), x)).astype("float32")
     assert got.shape == expected.shape
     # bfloat16 keeps 8 mantissa bits: agreement to a few percent of the logits' scale, not exact.
     scale = float(np.abs(expected).max())
