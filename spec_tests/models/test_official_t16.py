@@ -16,7 +16,7 @@ from vidtr_keras.models.config import BackboneConfig
 from vidtr_keras.models.presets import PRESETS
 
 import oracle
-from helpers import to_numpy
+from helpers import run_compiled, to_numpy
 from oracle_models import backbone_forward
 from strategies import official_state_dict
 
@@ -59,7 +59,8 @@ def test_16_frame_official_checkpoints_match_the_oracle(kind, tmp_path):
         config_json, clip, logits = str(data["config_json"]), data["input"], data["logits"]
     state_dict = gluonmm.load_checkpoint(str(path))
     model = gluonmm.from_state_dict(state_dict, config_json)
-    got = to_numpy(model(np.transpose(clip, (0, 2, 3, 4, 1)), training=False))
+    channels_last = np.transpose(clip, (0, 2, 3, 4, 1))
+    got = to_numpy(run_compiled(lambda x: model(x, training=False), channels_last))  # one compiled call on JAX
     np.testing.assert_allclose(got, logits, atol=1e-4, rtol=1e-4)
     assert model.backbone.position_embedding_every_layer == (kind != "compact")
 
