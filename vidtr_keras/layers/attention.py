@@ -14,7 +14,7 @@ from keras import ops
 from vidtr_keras.backends.torch_cpu import fused_attention_by_default
 from vidtr_keras.config import is_fused_attention_enabled
 from vidtr_keras.layers.temporal_pooling import TopKStdPooling
-from vidtr_keras.layers.utils import check_heads, check_rank, linear
+from vidtr_keras.layers.utils import check_heads, check_rank, dropout, linear
 
 SEPARABLE_ORDERS = ("temporal_spatial", "spatial_temporal", "spatial", "temporal")
 
@@ -129,7 +129,7 @@ class JointAttention(_ProjectedAttention):
         if self.uses_fused_attention(training, return_attention_scores):  # q is already scaled by 1/sqrt(d_head)
             return self._output(ops.dot_product_attention(q, k, v, scale=1.0))
         scores = ops.softmax(ops.einsum("bqhd,bkhd->bhqk", q, k), axis=-1)
-        probs = self.dropout_layer(scores, training=training)
+        probs = dropout(self.dropout_layer, scores, training)
         out = self._output(ops.einsum("bhqk,bkhd->bqhd", probs, v))
         return (out, scores) if return_attention_scores else out
 
@@ -238,7 +238,7 @@ class SeparableAttention(_ProjectedAttention):
                 scores["selection"] = selection
         if scores is not None:
             scores["temporal"] = probs
-        probs = self.dropout_layer(probs, training=training)
+        probs = dropout(self.dropout_layer, probs, training)
         return ops.einsum("bshtu,bushd->btshd", probs, v), selection
 
     def _spatial(self, q, k, v, training, scores=None):
@@ -250,7 +250,7 @@ class SeparableAttention(_ProjectedAttention):
         probs = ops.softmax(ops.matmul(qh, ops.swapaxes(kh, -1, -2)), axis=-1)  # (b, t, h, s, r)
         if scores is not None:
             scores["spatial"] = probs
-        probs = self.dropout_layer(probs, training=training)
+        probs = dropout(self.dropout_layer, probs, training)
         return ops.transpose(ops.matmul(probs, vh), (0, 1, 3, 2, 4))
 
     def call(self, inputs, training=None, return_attention_scores=False):

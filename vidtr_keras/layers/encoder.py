@@ -11,7 +11,7 @@ from vidtr_keras.config import is_gradient_fence_enabled
 from vidtr_keras.layers.attention import SEPARABLE_ORDERS, JointAttention, SeparableAttention, gather_frames
 from vidtr_keras.layers.drop_path import DropPath, scale_samples
 from vidtr_keras.layers.temporal_pooling import TemporalAveragePooling, TemporalConvPooling
-from vidtr_keras.layers.utils import Linear, check_rank
+from vidtr_keras.layers.utils import Linear, check_rank, dropout
 
 ATTENTION_TYPES = ("joint",) + SEPARABLE_ORDERS
 POOLING_TYPES = ("std_topk", "average", "conv")
@@ -215,8 +215,8 @@ class VidTrEncoderBlock(keras.layers.Layer):
     def _mlp(self, x, training, scale=None):
         x = self._fence(x, training)
         h = self.mlp_dense1(self.norm2(x))
-        h = self.mlp_dense2(self.mlp_dropout_layer(h, training=training))
-        return x + scale_samples(self.out_dropout_layer(h, training=training), scale)
+        h = self.mlp_dense2(dropout(self.mlp_dropout_layer, h, training))
+        return x + scale_samples(dropout(self.out_dropout_layer, h, training), scale)
 
     def call(self, tokens, position_embedding=None, class_token=None, training=None, return_attention_scores=False):
         self._check_tokens(tokens.shape)
@@ -258,19 +258,25 @@ class VidTrEncoderBlock(keras.layers.Layer):
         # Stochastic depth drops the attention branch before the residual add (after std-topK's
         # per-head gather, before average / convolutional pooling of the sum).
         attn_scale, mlp_scale = self._drop_path_scales(tokens, training)
-        tokens = tokens + scale_samples(self.attn_dropout_layer(out, training=training), attn_scale)
+        tokens = tokens + scale_samples(dropout(self.attn_dropout_layer, out, training), attn_scale)
         if self.token_pooling is not None:
             tokens = self.token_pooling(tokens)
-        tokens = self._mlp(tokens, training, mlp_scale)
         if class_token is None:
+            tokens = self._mlp(tokens, training, mlp_scale)
             return (tokens, scores) if return_attention_scores else tokens
         # C-VidTr: the class token skips the separable attention; its "attention output" is its own
         # normalised input (plus its position embedding), without out_proj.
         c = self.norm1(class_token)
         if class_pos is not None:
             c = c + class_pos
-        class_token = class_token + scale_samples(self.attn_dropout_layer(c, training=training), attn_scale)
-        result = tokens, self._mlp(class_token, training, mlp_scale)
+        class_token = class_token + scale_samples(dropout(self.attn_dropout_layer, c, training), attn_scale)
+        # The MLP acts per token: one pass over the class token and the grid as one sequence, as the
+        # official code's (class, frames x patches) sequence gets, instead of a second pass whose
+        # matmuls on a single token would read the MLP's weights again for one row.
+        shape = ops.shape(tokens)
+        joint = ops.concatenate([class_token, ops.reshape(tokens, (shape[0], -1, shape[3]))], axis=1)
+        joint = self._mlp(joint, training, mlp_scale)
+        result = ops.reshape(joint[:, 1:], shape), joint[:, :1]
         return (result, scores) if return_attention_scores else result
 
     def _rematerialized_call(self, tokens, position_embedding, class_token, training):

@@ -16,6 +16,16 @@ def linear(x, kernel, bias):
     return ops.matmul(x, kernel) + bias
 
 
+def dropout(layer, x, training):
+    """`layer(x, training=training)` for a `keras.layers.Dropout`, called only where it can drop
+    (training with a positive rate): elsewhere it is the identity, and skipping the call skips Keras'
+    per-layer call overhead, which on PyTorch's eager execution adds up over a model's dozens of
+    dropout layers at inference."""
+    if training and layer.rate > 0:
+        return layer(x, training=training)
+    return x
+
+
 @keras.saving.register_keras_serializable(package="vidtr_keras")
 class Linear(keras.layers.Dense):
     """`keras.layers.Dense` whose biased float path is `linear` (one fused call on PyTorch).
