@@ -75,8 +75,10 @@ def installed_backends():
     return [b for b in BACKENDS if installed(b)]
 
 
-def header_lines(title, backends, command):
-    info = machine_info()
+def header_lines(title, backends, command, info=None):
+    """The header of a results file; `info` (a `machine_info()` dict) is the measuring run's machine when
+    a report is rewritten from stored figures, the current machine otherwise."""
+    info = info or machine_info()
     return [
         f"# {title}",
         "",
@@ -88,6 +90,28 @@ def header_lines(title, backends, command):
         f"- written by `{command}`; GFLOPs are G multiply-adds per clip (one view), the paper's unit",
         "",
     ]
+
+
+def read_header_info(path):
+    """The `machine_info()` dict a results file's header was written from (its machine, versions and
+    date lines), or None when `path` has no such header."""
+    import re
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    text = path.read_text()
+    machine = re.search(r"^- machine: (.+), (\d+) cores, ([\d.]+) GiB RAM", text, re.M)
+    versions = re.search(r"^- versions: (.+)$", text, re.M)
+    date = re.search(r"^- date: (.+)$", text, re.M)
+    if not (machine and versions and date):
+        return None
+    info = {"cpu": machine.group(1), "cores": int(machine.group(2)), "ram_gib": float(machine.group(3))}
+    for part in versions.group(1).split(", "):
+        name, _, version = part.partition(" ")
+        info[name] = version
+    info["date"] = date.group(1).strip()
+    return info
 
 
 def fmt(value, digits=None):
@@ -113,7 +137,7 @@ def gap(ours, paper):
     return f"{(ours / paper - 1) * 100:+.1f}%"
 
 
-def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=(), command=None):
+def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=(), command=None, info=None):
     """Writes results/NAME.md (header, table, notes) and results/NAME.csv (the same rows).
 
     Args:
@@ -122,10 +146,12 @@ def write(name, title, columns, rows, notes=(), backends=(), extra_markdown=(), 
         notes: markdown paragraphs after the table.
         extra_markdown: more markdown blocks (e.g. a second table) after the notes.
         command: the command that regenerates the file, for its header (default `python -m reproduce NAME`).
+        info: the machine and versions of the header (`machine_info()` of the run that measured the
+            figures, when they are written again from a stored run; default: this machine, now).
     """
     RESULTS.mkdir(exist_ok=True)
     command = command or f"python -m reproduce {name}"
-    lines = header_lines(title, backends, command)
+    lines = header_lines(title, backends, command, info)
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:

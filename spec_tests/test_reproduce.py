@@ -74,3 +74,37 @@ def test_before_and_after_fails_clearly_outside_a_git_clone(tmp_path, monkeypatc
     monkeypatch.setattr(common, "ROOT", tmp_path)  # an unpacked copy: no .git
     with pytest.raises(before.NotAGitClone, match="(not a git checkout|git is not installed)"):
         before.resolve_ref(before.DEFAULT_REF)
+
+
+def test_a_report_written_again_from_stored_figures_keeps_the_measuring_machine(tmp_path, monkeypatch):
+    from reproduce import common
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    measured = dict(common.machine_info(), cpu="Some Other CPU", cores=64, ram_gib=512.0, date="2026-01-02 03:04 UTC")
+    common.write("figures", "Figures", ["a"], [[1.5]], info=measured)
+    assert common.read_header_info(tmp_path / "figures.md") == measured
+    common.write("figures", "Figures", ["a"], [[1.5]])  # measured here and now: this machine's header
+    assert common.read_header_info(tmp_path / "figures.md")["cpu"] == common.machine_info()["cpu"]
+    assert common.read_header_info(tmp_path / "missing.md") is None
+
+
+def test_the_benchmark_report_judges_pytorch_against_the_official_run(tmp_path, monkeypatch):
+    from reproduce import common
+    from reproduce.benchmark import targets
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    assert "not measured" in targets._against_official()[0]
+    columns = ["preset", "mode", "official s", "ours s", "ours / official (wall)", "official CPU s", "ours CPU s"]
+    columns += ["ours / official (CPU)", "torch threads", "load avg (1 min)", "error"]
+    rows = [
+        ["vidtr_s", "inference", 2.0, 1.5, 0.75, 4.0, 3.0, 0.75, 2, "1.0-1.2", ""],
+        ["cvidtr_s", "train", 3.0, 3.3, 1.1, 6.0, 6.6, 1.1, 2, "1.0-1.2", ""],
+        ["vanilla_s", "train", None, None, None, None, None, None, None, None, "exit 1"],
+    ]
+    measured = dict(common.machine_info(), cpu="Some CPU", date="2026-01-02 03:04 UTC")
+    common.write("official", "Official", columns, rows, info=measured)
+    lines = targets._against_official()
+    assert len(lines) == 3
+    assert "vidtr_s inference: **met**" in lines[0] and "x0.75 wall" in lines[0] and "Some CPU" in lines[0]
+    assert "cvidtr_s train: **not met**" in lines[1] and "x1.10 wall" in lines[1]
+    assert "vanilla_s train: no figure (exit 1)" in lines[2]

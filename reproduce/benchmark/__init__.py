@@ -19,7 +19,7 @@ import os
 import sys
 
 from reproduce import common
-from reproduce.benchmark.report import write_report
+from reproduce.benchmark.report import stored_machine, write_report
 
 GIB = 2.0**30
 PRESETS = ("vanilla_s", "vidtr_s", "cvidtr_s", "vidtr_m")
@@ -92,14 +92,19 @@ def _plan(quick, backends, ram_bytes):
 def run(ctx):
     backends = common.installed_backends()
     ram = common.machine_info()["ram_gib"] * GIB
+    info = common.machine_info()
     plan, skipped = _plan(ctx.quick, backends, ram)
     bar = ctx.task("benchmark", len(plan))
     results = [figure(ctx, bar, backend, **kwargs) for backend, kwargs in plan]
     common.RESULTS.mkdir(exist_ok=True)
     load_start = os.getloadavg()
     with open(common.RESULTS / "benchmark_runs.json", "w") as f:  # the raw figures, before any formatting
-        json.dump({"results": results, "skipped": skipped, "backends": backends, "loadavg": load_start}, f, indent=1)
-    return write_report(results, skipped, backends, load_start)
+        json.dump(
+            {"results": results, "skipped": skipped, "backends": backends, "loadavg": load_start, "machine": info},
+            f,
+            indent=1,
+        )
+    return write_report(results, skipped, backends, load_start, info)
 
 
 def rerun(ctx, backend, preset, mode="train", frames=None):
@@ -109,6 +114,14 @@ def rerun(ctx, backend, preset, mode="train", frames=None):
     For a figure whose code changed since the full run (a fix of a backend's code path since the full run)."""
     path = common.RESULTS / "benchmark_runs.json"
     saved = json.loads(path.read_text())
+    info = stored_machine(saved)
+    here = common.machine_info()
+    if info and (info["cpu"], info["cores"]) != (here["cpu"], here["cores"]):
+        raise SystemExit(
+            f"The stored figures were measured on {info['cpu']} ({info['cores']} cores); figures from this "
+            f"machine ({here['cpu']}, {here['cores']} cores) would mix two machines in one table. Measure the "
+            "whole table here with `python -m reproduce benchmark`."
+        )
     chosen = [
         i
         for i, r in enumerate(saved["results"])
@@ -131,5 +144,6 @@ def rerun(ctx, backend, preset, mode="train", frames=None):
         new["rerun"] = True
         saved["superseded"].append(old)
         saved["results"][i] = new
+    saved["machine"] = info
     path.write_text(json.dumps(saved, indent=1))
-    return write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"])
+    return write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"], info)

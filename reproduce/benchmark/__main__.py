@@ -6,7 +6,7 @@ import sys
 
 from reproduce import common
 from reproduce.benchmark import rerun
-from reproduce.benchmark.report import write_report
+from reproduce.benchmark.report import stored_machine, write_report
 
 
 def main(argv=None):
@@ -26,8 +26,12 @@ def main(argv=None):
             "usage: python -m reproduce benchmark [--quick]  |  python -m reproduce.benchmark --report  |  "
             "python -m reproduce.benchmark --rerun BACKEND PRESET [MODE [FRAMES]]"
         )
-    saved = json.loads((common.RESULTS / "benchmark_runs.json").read_text())
-    print(write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"]))
+    path = common.RESULTS / "benchmark_runs.json"
+    saved = json.loads(path.read_text())
+    if "machine" not in saved:  # a run stored before its machine was: keep the one its report names
+        saved["machine"] = stored_machine(saved)
+        path.write_text(json.dumps(saved, indent=1))
+    print(write_report(saved["results"], saved["skipped"], saved["backends"], saved["loadavg"], saved["machine"]))
     return 0
 
 

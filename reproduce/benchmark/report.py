@@ -47,11 +47,12 @@ def _skipped_now(backend, preset, frames, remat, required):
     return backend, preset, frames, remat, _fit(preset, frames, remat).required_bytes
 
 
-def write_report(results, skipped, backends, load_start):
+def write_report(results, skipped, backends, load_start, info=None):
     """results/benchmark.{md,csv,png} from the figures (`python -m reproduce.benchmark --report` rewrites
     them from results/benchmark_runs.json without measuring again). The memory model's figures are
     recomputed here with the current `fits_in_memory` (it is analytic), so a report made after a change
-    of the model compares the stored measurements with the model as it is now."""
+    of the model compares the stored measurements with the model as it is now. `info`: the machine and
+    versions of the run that measured the figures (`common.machine_info()`), for the header."""
     results = [_with_current_model(r) for r in results]
     skipped = [_skipped_now(*s) for s in skipped]
 
@@ -209,9 +210,9 @@ def write_report(results, skipped, backends, load_start):
         "a cyclic garbage collection; the encoder now turns Keras' traceback filtering off inside a "
         "rematerialised block, and the re-measured PyTorch rows show the saving.",
     ]
-    profile = _inference_profile_note()
-    if profile:
-        notes.insert(0, profile)
+    for note in (_jax_profile_note(), _inference_profile_note()):
+        if note:
+            notes.insert(0, note)
     notes.insert(0, "\n".join(["## The performance targets, checked on this run", ""] + targets(results)))
     notes.insert(1, "## Every figure")
     again = sorted({(r["backend"], r["preset"], r["mode"]) for r in results if r.get("rerun")})
@@ -229,6 +230,7 @@ def write_report(results, skipped, backends, load_start):
         rows,
         notes=notes,
         backends=backends,
+        info=info,
     )
     _plot(results)
     return path
@@ -258,6 +260,38 @@ def _inference_profile_note():
         "attention's 2364 tiny 9x9 ones, LayerNorm, bias and residual adds) runs far below the matmul rate. "
         "The spatial step was an einsum over the (batch, frame, patch, head) layout, which XLA ran 2x slower "
         "than the batched matmuls it now is (JAX: 523 -> 237 ms of the forward pass in the profile)."
+    )
+
+
+def _jax_profile_note():
+    """Where the JAX training step's time goes, from the stored `python -m benchmarks jax_profile` run
+    (None if there is none): each model's largest categories, as shares of its profiled step."""
+    path = common.RESULTS / "jax_profile_runs.json"
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    info = common.read_header_info(common.RESULTS / "jax_profile.md") or {}
+    parts = []
+    for result in saved["results"]:
+        total = result["thunk_s"]
+        if not total:
+            continue
+        shares = {}
+        for row in result["rows"]:
+            shares[row["category"]] = shares.get(row["category"], 0.0) + row["seconds"]
+        top = sorted(shares.items(), key=lambda kv: -kv[1])[:4]
+        parts.append(
+            f"{result['preset']} ({total:.1f} s of XLA thunks per step): "
+            + ", ".join(f"{name} {100 * seconds / total:.0f} %" for name, seconds in top)
+        )
+    return (
+        "Where the JAX training step goes now ([jax_profile.md](jax_profile.md), `python -m benchmarks "
+        f"jax_profile`, its own run on {info.get('cpu', '?')}, {info.get('date', '?')}; one compiled step per "
+        "model, traced with jax.profiler, XLA's thunks put in categories from the compiled HLO): "
+        + "; ".join(parts)
+        + ". The separable models are bound by the dense matmuls; the joint model spends its time in the "
+        "attention maps (batched dots over the 1569 x 1569 map per head, far below the matmul rate), the "
+        "softmax backward and dropout's random masks."
     )
 
 
@@ -313,3 +347,9 @@ def _plot(results):
     fig.tight_layout()
     fig.savefig(common.RESULTS / "benchmark.png", dpi=120)
     plt.close(fig)
+
+
+def stored_machine(saved):
+    """The machine of a stored run (results/benchmark_runs.json): saved with the figures, or, for a run
+    stored before it was, read from the header of the report that run wrote."""
+    return saved.get("machine") or common.read_header_info(common.RESULTS / "benchmark.md")

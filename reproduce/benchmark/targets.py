@@ -128,6 +128,7 @@ def targets(results):
                 f"- {preset} training step on {backend} no slower than before, as % of the backend's matmul peak "
                 f"({reference}): {_verdict(r['percent_of_peak'] >= before_pct * 0.95)}"
             )
+    lines += _against_official()
     for backend in backends:
         plain = _find(results, backend, mode="train", **base)
         half = _find(results, backend, mode="train", **dict(base, mixed_precision=True))
@@ -135,5 +136,33 @@ def targets(results):
             lines.append(
                 f"- mixed_bfloat16 on {backend} (measured, no target): step {plain['seconds']:.1f} -> "
                 f"{half['seconds']:.1f} s, peak RSS {plain['peak_rss'] / GIB:.2f} -> {half['peak_rss'] / GIB:.2f} GiB"
+            )
+    return lines
+
+
+def _against_official():
+    """One line per model and mode of `python -m benchmarks official` (results/official.csv: ours on
+    PyTorch against the official code, alternating processes in one run of its own): met when ours
+    takes at most the official time (wall, median over the rounds)."""
+    import csv
+
+    path = common.RESULTS / "official.csv"
+    if not path.exists():
+        return ["- PyTorch at or ahead of the official code: not measured (`python -m benchmarks official`)"]
+    info = common.read_header_info(common.RESULTS / "official.md") or {}
+    where = f"{info.get('cpu', '?')}, {info.get('date', '?')}"
+    lines = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            name = f"{row['preset']} {row['mode']}"
+            if not row["ours / official (wall)"]:
+                lines.append(f"- PyTorch at or ahead of the official code, {name}: no figure ({row['error']})")
+                continue
+            wall, cpu = float(row["ours / official (wall)"]), float(row["ours / official (CPU)"])
+            lines.append(
+                f"- PyTorch at or ahead of the official code (amazon-science/gluonmm on the same torch, measured "
+                f"in one run of its own, [official.md](official.md), {where}), {name}: {_verdict(wall <= 1.0)} "
+                f"(official {float(row['official s']):.2f} s, ours {float(row['ours s']):.2f} s: x{wall:.2f} wall, "
+                f"x{cpu:.2f} CPU time)"
             )
     return lines

@@ -4,6 +4,11 @@
   paths, configuration, LoRA and mixed-precision behaviour;
 - on PyTorch it runs as one fused `addmm` (`vidtr_keras.backends.torch_ops`), the official code's
   `nn.Linear`, with no separate pass for the bias (what made the official code's C-VidTr-S faster).
+
+And the dropout every block applies (`vidtr_keras.layers.utils.dropout`): the identity outside training
+(without calling the layer), the layer's own dropout when seeded, and on PyTorch an inverted dropout drawn
+from 31-bit integers (`torch_ops.dropout`): kept elements scaled by 1 / keep, the rest zero, the keep rate
+right, repeatable from torch's seed, the gradient the mask.
 """
 
 import keras
@@ -11,7 +16,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from vidtr_keras.layers.utils import Linear, linear
+from vidtr_keras.backends import torch_ops
+from vidtr_keras.layers.utils import Linear, dropout, linear
 
 from helpers import BACKEND
 
@@ -89,3 +95,70 @@ def test_on_torch_the_projection_is_one_fused_addmm():
     assert "aten::addmm" in names
     assert not names & {"aten::add", "aten::add_", "aten::mm", "aten::bmm"}, names
     np.testing.assert_allclose(out.numpy(), x.numpy() @ kernel.numpy() + bias.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_outside_training_is_the_identity_without_calling_the_layer():
+    class Counting(keras.layers.Dropout):
+        calls = 0
+
+        def call(self, *args, **kwargs):
+            Counting.calls += 1
+            return super().call(*args, **kwargs)
+
+    x = ops.convert_to_tensor(_data((4, 5), 6))
+    for training, rate in ((False, 0.5), (None, 0.5), (True, 0.0)):
+        assert dropout(Counting(rate), x, training) is x
+    assert Counting.calls == 0
+
+
+def test_a_seeded_dropout_layer_keeps_its_own_seeded_masks():
+    x = ops.ones((64, 64))
+    ours = ops.convert_to_numpy(dropout(keras.layers.Dropout(0.5, seed=7), x, True))
+    keras_own = ops.convert_to_numpy(keras.layers.Dropout(0.5, seed=7)(x, training=True))
+    np.testing.assert_array_equal(ours, keras_own)
+    assert 0 < (ours == 0).mean() < 1
+
+
+def _torch():
+    if BACKEND != "torch":
+        pytest.skip("torch_ops.dropout is the PyTorch path; the other backends keep keras.layers.Dropout")
+    import torch
+
+    return torch
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
+def test_torch_dropout_keeps_the_rate_and_scales_the_kept_elements(rate):
+    torch = _torch()
+    x = torch.from_numpy(_data((1000, 1000), 7))
+    out = torch_ops.dropout(x, rate).numpy()
+    kept = out != 0
+    n = kept.size
+    # Binomial(n, 1 - rate): within 6 standard deviations.
+    assert abs(kept.sum() - n * (1 - rate)) < 6 * (n * rate * (1 - rate)) ** 0.5
+    np.testing.assert_allclose(out[kept], x.numpy()[kept] / (1 - rate), rtol=1e-6)
+    # Independent of position: the two halves keep alike.
+    assert abs(kept[:500].mean() - kept[500:].mean()) < 0.01
+
+
+def test_torch_dropout_is_repeatable_from_the_seed_and_through_the_utils_path():
+    torch = _torch()
+    x = torch.from_numpy(_data((50, 40), 8))
+    layer = keras.layers.Dropout(0.3)
+    torch.manual_seed(3)
+    first = ops.convert_to_numpy(dropout(layer, x, True))
+    torch.manual_seed(3)
+    again = ops.convert_to_numpy(torch_ops.dropout(x, 0.3))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, ops.convert_to_numpy(torch_ops.dropout(x, 0.3)))
+
+
+def test_torch_dropout_gradient_is_the_scaled_mask_and_dtype_is_kept():
+    torch = _torch()
+    x = torch.from_numpy(_data((30, 20), 9)).requires_grad_()
+    out = torch_ops.dropout(x, 0.25)
+    out.backward(torch.ones_like(out))
+    kept = (out != 0).detach().numpy()
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.75, rtol=1e-6)
+    half = torch_ops.dropout(x.detach().to(torch.bfloat16), 0.25)
+    assert half.dtype == torch.bfloat16

@@ -20,10 +20,13 @@ def dropout(layer, x, training):
     """`layer(x, training=training)` for a `keras.layers.Dropout`, called only where it can drop
     (training with a positive rate): elsewhere it is the identity, and skipping the call skips Keras'
     per-layer call overhead, which on PyTorch's eager execution adds up over a model's dozens of
-    dropout layers at inference."""
-    if training and layer.rate > 0:
-        return layer(x, training=training)
-    return x
+    dropout layers at inference. On PyTorch an unseeded layer's mask comes from
+    `vidtr_keras.backends.torch_ops.dropout` (cheaper random bits than Keras' `bernoulli_`)."""
+    if not (training and layer.rate > 0):
+        return x
+    if keras.backend.backend() == "torch" and layer.seed is None and layer.noise_shape is None:
+        return torch_ops.dropout(x, layer.rate)
+    return layer(x, training=training)
 
 
 @keras.saving.register_keras_serializable(package="vidtr_keras")
