@@ -13,6 +13,11 @@ code (the order flipped every round), so that both see the same machine; the rat
 between the medians over the rounds. On a shared machine the CPU-time ratio is the steadier one:
 a busy core stretches wall time but not the CPU time a call needs.
 
+`--paired` measures each row in one process holding both models instead: one warm-up call of each, then
+`runs` calls of each alternating (ours, official, then official, ours, ...), so that the two compared
+calls are seconds apart in the same process, on the same threads; on a machine whose speed drifts
+between processes (a shared virtual machine) this is the steadier comparison.
+
 - inference: ours `predict_on_batch`; official `model.eval()` under `torch.no_grad()`.
 - train: one SGD (momentum 0.9) step on sparse cross-entropy, dropout on in both (the presets'
   dropout is the official configs' 0.1); ours `train_on_batch`, official forward, backward, step.
@@ -25,8 +30,8 @@ Table 2 row "Vanilla-Tr", at 8 frames.
 
 Writes results/official.{md,csv}.
 
-    python -m benchmarks official --gluonmm PATH [--quick] [--presets vanilla_s,vidtr_s,cvidtr_s] [--threads N]
-        [--rounds R] [--runs N]
+    python -m benchmarks official --gluonmm PATH [--paired] [--quick] [--presets vanilla_s,vidtr_s,cvidtr_s]
+        [--threads N] [--rounds R] [--runs N]
 """
 
 import argparse
@@ -85,16 +90,59 @@ def _official_model(gluonmm, preset):
 
 
 def worker(which, preset, mode, runs, threads, gluonmm):
-    """Runs in a fresh process: prints one RESULT line with one figure."""
+    """Runs in a fresh process: prints one RESULT line with one figure ("ours" or "official"), or with
+    both ("paired": both models in this process, their calls alternating)."""
     import statistics
     import time
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if which == "paired":
+        calls = {name: _call(name, preset, mode, gluonmm) for name in ("ours", "official")}
+    else:
+        calls = {which: _call(which, preset, mode, gluonmm)}
+    for call in calls.values():
+        call()  # warm-up
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    for i in range(runs):
+        print(f"PROGRESS run {i + 1}/{runs}", flush=True)
+        order = list(calls) if i % 2 == 0 else list(calls)[::-1]
+        for name in order:
+            w, c = time.perf_counter(), time.process_time()
+            calls[name]()
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+    figures = {
+        name: {
+            "seconds": statistics.median(wall[name]),
+            "cpu_seconds": statistics.median(cpu[name]),
+            "runs_s": wall[name],
+            "cpu_runs_s": cpu[name],
+        }
+        for name in calls
+    }
+    result = dict(figures[which]) if which != "paired" else {"figures": figures}
+    result.update(
+        which=which,
+        preset=preset,
+        mode=mode,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        loadavg=os.getloadavg()[0],
+    )
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _call(which, preset, mode, gluonmm):
+    """One call of a model on the benchmark clip: ours ("ours") or the official code's ("official")."""
     import warnings
 
     import numpy as np
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     clip = np.random.default_rng(0).standard_normal((1, FRAMES, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
     if which == "ours":
         import keras
@@ -139,27 +187,7 @@ def worker(which, preset, mode, runs, threads, gluonmm):
                 with torch.no_grad():
                     model(x).numpy()
 
-    call()  # warm-up
-    wall, cpu = [], []
-    for i in range(runs):
-        print(f"PROGRESS run {i + 1}/{runs}", flush=True)
-        w, c = time.perf_counter(), time.process_time()
-        call()
-        wall.append(time.perf_counter() - w)
-        cpu.append(time.process_time() - c)
-    result = {
-        "which": which,
-        "preset": preset,
-        "mode": mode,
-        "seconds": statistics.median(wall),
-        "cpu_seconds": statistics.median(cpu),
-        "runs_s": wall,
-        "cpu_runs_s": cpu,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "loadavg": os.getloadavg()[0],
-    }
-    print("RESULT " + json.dumps(result), flush=True)
+    return call
 
 
 def _measure(ctx, bar, which, preset, mode, runs, threads, gluonmm):
@@ -194,15 +222,26 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def run(ctx, gluonmm, threads=0, rounds=None, runs=3, presets=PRESETS, modes=MODES):
+def _split_paired(result):
+    """The two figures of a paired process, as two single-model results."""
+    if "figures" not in result:  # an error
+        return [dict(result, which=which) for which in ("ours", "official")]
+    shared = {k: v for k, v in result.items() if k not in ("figures", "which")}
+    return [dict(shared, which=which, **figure) for which, figure in result["figures"].items()]
+
+
+def run(ctx, gluonmm, threads=0, rounds=None, runs=3, presets=PRESETS, modes=MODES, paired=False):
     if not common.installed("torch"):
         raise RuntimeError("the official comparison runs on PyTorch: install torch (the torch extra).")
-    rounds = rounds or (1 if ctx.quick else 3)
+    rounds = rounds or (1 if ctx.quick or paired else 3)
     pairs = [(preset, mode) for preset in presets for mode in modes]
-    bar = ctx.task("official", 2 * rounds * len(pairs))
+    bar = ctx.task("official", (1 if paired else 2) * rounds * len(pairs))
     results = []
     for preset, mode in pairs:
         for r in range(rounds):
+            if paired:
+                results += _split_paired(_measure(ctx, bar, "paired", preset, mode, runs, threads, gluonmm))
+                continue
             order = ("ours", "official") if r % 2 == 0 else ("official", "ours")
             for which in order:
                 results.append(_measure(ctx, bar, which, preset, mode, runs, threads, gluonmm))
@@ -249,11 +288,19 @@ def run(ctx, gluonmm, threads=0, rounds=None, runs=3, presets=PRESETS, modes=MOD
         "error",
     ]
     torch_version = next((x["torch"] for x in results if "torch" in x), "?")
+    design = (
+        f"both models in one fresh process per row, one warm-up call each, then {runs} calls of each, alternating "
+        "(ours then the official code, the order flipped every pair), so that both see the same process, threads "
+        f"and moments of the machine; each column is the median of the {runs} calls ({rounds} process(es) per row: "
+        "the median over them)"
+        if paired
+        else f"one fresh process per figure (one warm-up call, median of {runs} timed calls); {rounds} round(s) per "
+        "row alternating ours and the official code (order flipped every round); each column is the median over "
+        "the rounds"
+    )
     notes = [
         f"PyTorch {torch_version} for both, batch 1 clip of {FRAMES}x{IMAGE_SIZE}x{IMAGE_SIZE}, float32, random "
-        f"weights; one fresh process per figure (one warm-up call, median of {runs} timed calls); {rounds} "
-        "round(s) per row alternating ours and the official code (order flipped every round); each column is the "
-        "median over the rounds. CPU s: the process's CPU time per call (all threads), the steadier figure on a "
+        f"weights; {design}. CPU s: the process's CPU time per call (all threads), the steadier figure on a "
         "shared machine. The official code: amazon-science/gluonmm (its VidTr files, loaded from the checkout "
         "given with --gluonmm; nothing of it is in this project).",
         "vanilla_s: the official code's vanilla model, its VidTr with merge_later=True, merge_index=-1 (joint "
@@ -266,7 +313,7 @@ def run(ctx, gluonmm, threads=0, rounds=None, runs=3, presets=PRESETS, modes=MOD
         rows,
         notes=notes,
         backends=("torch",),
-        command="python -m benchmarks official --gluonmm PATH",
+        command="python -m benchmarks official --gluonmm PATH" + (" --paired" if paired else ""),
     )
 
 
@@ -285,15 +332,22 @@ def main(argv=None):
         help="a checkout of github.com/amazon-science/gluonmm (default: the GLUONMM environment variable)",
     )
     parser.add_argument("--quick", action="store_true", help="C-VidTr-S inference only, one round")
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="both models in one process per row, their calls alternating (the steadier comparison on a busy "
+        "machine; --runs calls of each, default 7)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads in both (default: torch's own)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating pairs of processes per row (3)")
-    parser.add_argument("--runs", type=int, default=3, help="timed calls per process, after one warm-up")
+    parser.add_argument("--runs", type=int, default=None, help="timed calls per process, after one warm-up (3)")
     parser.add_argument(
         "--presets", default=",".join(PRESETS), help=f"comma-separated models (default {','.join(PRESETS)})"
     )
     args = parser.parse_args(argv)
     if not args.gluonmm:
         parser.error("--gluonmm: give the path of a gluonmm checkout (or set GLUONMM).")
+    args.runs = args.runs or (7 if args.paired else 3)
     if args.threads < 0 or args.runs < 1 or (args.rounds is not None and args.rounds < 1):
         parser.error("--threads must be >= 0, --runs and --rounds >= 1.")
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
@@ -302,7 +356,9 @@ def main(argv=None):
         parser.error(f"--presets: choose among {', '.join(PRESETS)}, got {args.presets!r}.")
     kwargs = dict(presets=("cvidtr_s",), modes=("inference",)) if args.quick else dict(presets=presets)
     with common.session(quick=args.quick) as ctx:
-        path = run(ctx, os.path.abspath(args.gluonmm), args.threads, args.rounds, args.runs, **kwargs)
+        path = run(
+            ctx, os.path.abspath(args.gluonmm), args.threads, args.rounds, args.runs, paired=args.paired, **kwargs
+        )
         ctx.console.print(f"wrote {path}")
     return 0
 

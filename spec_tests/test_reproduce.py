@@ -108,3 +108,21 @@ def test_the_benchmark_report_judges_pytorch_against_the_official_run(tmp_path, 
     assert "vidtr_s inference: **met**" in lines[0] and "x0.75 wall" in lines[0] and "Some CPU" in lines[0]
     assert "cvidtr_s train: **not met**" in lines[1] and "x1.10 wall" in lines[1]
     assert "vanilla_s train: no figure (exit 1)" in lines[2]
+
+
+def test_a_paired_official_process_gives_one_figure_per_model():
+    official = pytest.importorskip("benchmarks.official")
+    both = {
+        "which": "paired",
+        "preset": "vidtr_s",
+        "mode": "inference",
+        "threads": 2,
+        "loadavg": 1.0,
+        "figures": {"ours": {"seconds": 1.0, "cpu_seconds": 2.0}, "official": {"seconds": 1.5, "cpu_seconds": 3.0}},
+    }
+    split = {r["which"]: r for r in official._split_paired(both)}
+    assert set(split) == {"ours", "official"}
+    assert split["ours"]["seconds"] == 1.0 and split["official"]["cpu_seconds"] == 3.0
+    assert all(r["preset"] == "vidtr_s" and r["threads"] == 2 and "figures" not in r for r in split.values())
+    failed = official._split_paired({"which": "paired", "preset": "vidtr_s", "mode": "train", "error": "exit 1"})
+    assert [r["which"] for r in failed] == ["ours", "official"] and all(r["error"] == "exit 1" for r in failed)
